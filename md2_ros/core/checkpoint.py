@@ -1,0 +1,189 @@
+"""Checkpoints: one self-describing, never-unpickling format, saved atomically.
+
+* Depth models: a ``.safetensors`` file holding the DepthModel ``state_dict``
+  (keys ``encoder.*`` / ``decoder.decoder.N.*``) and, in its metadata,
+  ``md2_ros_format`` and the JSON model config (size, depth range, scale).
+* Training state (optimizer, scheduler, RNG, step): ``torch.save`` of plain
+  containers, read back with ``torch.load(weights_only=True)`` only.
+* Official Monodepth2 folders (``encoder.pth``, ``depth.pth``, optionally
+  ``pose_encoder.pth``, ``pose.pth``) are imported strictly.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+FORMAT = "md2_ros/depth-model/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt, unsafe or of the wrong layout; the message names the file."""
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename, fsync the folder.
+
+    A crash at any point leaves either the old file or the new one, never a torn file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def save_model(model, path) -> None:
+    """Save a DepthModel as safetensors + config metadata, atomically."""
+    state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
+             for k, v in model.state_dict().items()}
+    meta = {"md2_ros_format": FORMAT, "config": json.dumps(model.config.to_dict())}
+    atomic_write_bytes(path, st_save(state, metadata=meta))
+
+
+def _read(path) -> bytes:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return path.read_bytes()
+
+
+def load_model(path):
+    """Rebuild a DepthModel (on CPU, eval mode) from :func:`save_model` output or an official folder."""
+    from .model import DepthModel
+
+    path = Path(path)
+    if path.is_dir():
+        return import_official(path)
+    data = _read(path)
+    try:
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + header_len])
+        meta = header.get("__metadata__") or {}
+        state = st_load(data)
+    except (SafetensorError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({exc})") from exc
+    if meta.get("md2_ros_format") != FORMAT:
+        raise CheckpointError(f"{path}: not an md2_ros depth model (format {meta.get('md2_ros_format')!r})")
+    try:
+        model = DepthModel.from_config(json.loads(meta["config"]))
+        model.load_state_dict(state, strict=True)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: config or weights do not match ({exc})") from exc
+    return model.eval()
+
+
+def save_state(path, state: dict) -> None:
+    """Atomically save a training state made of tensors and plain Python containers."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_state(path, map_location="cpu") -> dict:
+    """Load a training state with ``weights_only=True``: arbitrary pickled objects are refused."""
+    data = _read(path)
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError… for unsafe/torn files
+        raise CheckpointError(f"{path}: refused or corrupt checkpoint ({type(exc).__name__}: {exc})") from exc
+
+
+# official Monodepth2 folders ----------------------------------------------------------
+
+def _load_official_file(path: Path) -> dict:
+    state = load_state(path)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state_dict")
+    return state
+
+
+def _encoder_state(state: dict, path: Path) -> dict:
+    out = {}
+    for k, v in state.items():
+        if not isinstance(v, torch.Tensor):
+            continue  # height / width / use_stereo
+        if not k.startswith("encoder."):
+            raise CheckpointError(f"{path}: unexpected key {k!r} (official encoders use 'encoder.<resnet key>')")
+        if not k.startswith("encoder.fc."):
+            out[k[len("encoder."):]] = v
+    return out
+
+
+def _num_layers(enc_state: dict, path: Path) -> int:
+    if "layer1.0.conv3.weight" in enc_state:
+        return 50
+    n_blocks = len({k.split(".")[1] for k in enc_state if k.startswith("layer3.")})
+    if n_blocks in (2, 6):
+        return 18 if n_blocks == 2 else 34
+    raise CheckpointError(f"{path}: cannot tell the ResNet depth from its keys")
+
+
+def import_official(folder, min_depth: float = 0.1, max_depth: float = 100.0, stereo_scale: float = 5.4):
+    """Official ``encoder.pth`` + ``depth.pth`` -> DepthModel (strict key/shape match).
+
+    ``use_stereo`` checkpoints were trained with a 0.1 baseline, so they get
+    ``depth_scale = stereo_scale`` (5.4 for KITTI) and ``metric = True``.
+    """
+    from .model import DepthModel
+
+    folder = Path(folder)
+    enc_path, dec_path = folder / "encoder.pth", folder / "depth.pth"
+    enc_raw = _load_official_file(enc_path)
+    dec_raw = _load_official_file(dec_path)
+    enc = _encoder_state(enc_raw, enc_path)
+    stereo = bool(enc_raw.get("use_stereo", False))
+    model = DepthModel(num_layers=_num_layers(enc, enc_path), height=int(enc_raw.get("height", 192)),
+                       width=int(enc_raw.get("width", 640)), min_depth=min_depth, max_depth=max_depth,
+                       depth_scale=stereo_scale if stereo else 1.0, metric=stereo)
+    try:
+        model.encoder.load_state_dict(enc, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{enc_path}: does not match the encoder ({exc})") from exc
+    try:
+        model.decoder.load_state_dict(dec_raw, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{dec_path}: does not match the depth decoder ({exc})") from exc
+    return model.eval()
+
+
+def import_official_pose(folder):
+    """Official ``pose_encoder.pth`` + ``pose.pth`` -> (ResnetEncoder(2 frames), PoseDecoder)."""
+    from .pose_decoder import PoseDecoder
+    from .resnet import ResnetEncoder
+
+    folder = Path(folder)
+    enc_path, dec_path = folder / "pose_encoder.pth", folder / "pose.pth"
+    enc = _encoder_state(_load_official_file(enc_path), enc_path)
+    n_frames = enc["conv1.weight"].shape[1] // 3
+    encoder = ResnetEncoder(_num_layers(enc, enc_path), n_frames)
+    dec_state = _load_official_file(dec_path)
+    decoder = PoseDecoder(encoder.num_ch_enc, 1, dec_state["net.3.weight"].shape[0] // 6)
+    try:
+        encoder.load_state_dict(enc, strict=True)
+        decoder.load_state_dict(dec_state, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{folder}: official pose files do not match ({exc})") from exc
+    return encoder.eval(), decoder.eval()

@@ -1,0 +1,104 @@
+"""Self-supervised losses of Monodepth2: SSIM+L1 photometric error, per-pixel minimum
+reprojection with auto-masking, and edge-aware smoothness.
+
+All functions are pure and differentiable; shapes are in the docstrings.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+C1 = 0.01 ** 2
+C2 = 0.03 ** 2
+
+
+def _check_image_pair(x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.dim() != 4 or x.shape != y.shape:
+        raise ValueError(f"expected two B×C×H×W tensors of equal shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.shape[-1] < 2 or x.shape[-2] < 2:
+        raise ValueError(f"images must be at least 2×2 for the reflection-padded SSIM, got {tuple(x.shape)}")
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """SSIM dissimilarity (1 − SSIM)/2 ∈ [0, 1], B×C×H×W -> B×C×H×W.
+
+    3×3 average pooling on reflection-padded inputs (padding 1), C1 = 0.01², C2 = 0.03².
+    """
+    _check_image_pair(x, y)
+    x = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    y = F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mu_x = F.avg_pool2d(x, 3, 1)
+    mu_y = F.avg_pool2d(y, 3, 1)
+    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x ** 2
+    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y ** 2
+    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    num = (2 * mu_x * mu_y + C1) * (2 * sigma_xy + C2)
+    den = (mu_x ** 2 + mu_y ** 2 + C1) * (sigma_x + sigma_y + C2)
+    return torch.clamp((1 - num / den) / 2, 0, 1)
+
+
+def photometric_error(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.85) -> torch.Tensor:
+    """pe = w·SSIM-dissimilarity + (1 − w)·L1, averaged over channels: B×C×H×W -> B×1×H×W.
+
+    ``ssim_weight=0`` gives pure L1 (the ``no_ssim`` ablation).
+    """
+    _check_image_pair(pred, target)
+    if not 0.0 <= ssim_weight <= 1.0:
+        raise ValueError(f"ssim_weight must be in [0, 1], got {ssim_weight}")
+    l1 = (target - pred).abs().mean(1, keepdim=True)
+    if ssim_weight == 0:
+        return l1
+    return ssim_weight * ssim(pred, target).mean(1, keepdim=True) + (1 - ssim_weight) * l1
+
+
+def smoothness(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """Edge-aware first-order smoothness of mean-normalised disparity (scalar).
+
+    disp B×1×H×W, image B×C×H×W. Gradients of disp/mean(disp) are weighted by
+    exp(−mean_c |∂image|) so depth edges are allowed where the image has edges.
+    """
+    if disp.dim() != 4 or disp.shape[1] != 1:
+        raise ValueError(f"disp must be B×1×H×W, got {tuple(disp.shape)}")
+    if image.dim() != 4 or image.shape[0] != disp.shape[0] or image.shape[2:] != disp.shape[2:]:
+        raise ValueError(f"image must be B×C×H×W matching disp {tuple(disp.shape)}, got {tuple(image.shape)}")
+    disp = disp / (disp.mean((2, 3), keepdim=True) + 1e-7)
+    gx = (disp[..., :, :-1] - disp[..., :, 1:]).abs()
+    gy = (disp[..., :-1, :] - disp[..., 1:, :]).abs()
+    ix = (image[..., :, :-1] - image[..., :, 1:]).abs().mean(1, keepdim=True)
+    iy = (image[..., :-1, :] - image[..., 1:, :]).abs().mean(1, keepdim=True)
+    return (gx * torch.exp(-ix)).mean() + (gy * torch.exp(-iy)).mean()
+
+
+def min_reprojection(errors: list[torch.Tensor], identity_errors: list[torch.Tensor] | None = None,
+                     average: bool = False, noise: float = 1e-5, generator: torch.Generator | None = None):
+    """Per-pixel minimum (or average) over source frames, with optional auto-masking.
+
+    errors: list of B×1×H×W reprojection errors (one per source frame).
+    identity_errors: errors of the *un-warped* sources; when given, a pixel keeps its
+    loss only where some warped error is below every identity error (the auto-mask).
+    The identity errors get ``noise``·N(0, 1) added to break ties on static pixels.
+    Returns ``(loss B×1×H×W, mask B×1×H×W float)``; the mask is all ones without
+    identity errors.
+    """
+    if not errors:
+        raise ValueError("errors must be a non-empty list")
+    shape = errors[0].shape
+    for e in list(errors) + list(identity_errors or []):
+        if e.dim() != 4 or e.shape[1] != 1 or e.shape != shape:
+            raise ValueError(f"every error must be B×1×H×W of shape {tuple(shape)}, got {tuple(e.shape)}")
+    reproj = torch.cat(errors, 1)
+    if average:
+        reproj = reproj.mean(1, keepdim=True)
+    if identity_errors is None:
+        loss = reproj.min(1, keepdim=True)[0] if not average else reproj
+        return loss, torch.ones_like(loss)
+    ident = torch.cat(identity_errors, 1)
+    if average:
+        ident = ident.mean(1, keepdim=True)
+    if noise:
+        ident = ident + noise * torch.randn(ident.shape, generator=generator, device=ident.device,
+                                            dtype=ident.dtype)
+    combined = torch.cat([ident, reproj], 1)
+    loss, idx = combined.min(1, keepdim=True)
+    mask = (idx >= ident.shape[1]).to(loss.dtype)
+    return loss, mask
