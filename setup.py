@@ -8,8 +8,9 @@ PACKAGE = "md2_ros"
 setup(
     name=PACKAGE,
     version="0.1.0",
-    packages=find_packages(include=["md2_ros", "md2_ros.*", "train", "train.*"]),
-    package_data={"train": ["datasets/splits/*/*.txt"]},
+    # train/ is deliberately not installed: it runs from a checkout (`python -m train`), and a
+    # top-level package called "train" would collide with other projects in site-packages.
+    packages=find_packages(include=["md2_ros", "md2_ros.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

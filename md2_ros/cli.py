@@ -1,0 +1,216 @@
+"""``md2-depth``: offline depth inference on an image, a folder, a video or a ROS bag topic.
+
+Writes, per frame, into ``--out-dir``::
+
+    depth_npy/<name>.npy      float32 H×W depth in metres (relative units for a mono model without a scale)
+    depth_png/<name>.png      uint16 H×W millimetres, 0 = invalid, clipped at 65.535 m
+    depth_color/<name>.png    colorized inverse depth (BGR picture, near = bright)
+    points_ply/<name>.ply     coloured point cloud in the optical frame (needs intrinsics)
+
+and optionally a rosbag2 (``--bag-out``) with depth, camera_info, PointCloud2 and the input images.
+Run ``md2-depth --help`` (or ``python -m md2_ros.cli --help``) for the options.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .depth_io import (COLORMAPS, colorize_depth, depth_to_mm_png, depth_to_points, intrinsics_from_values,
+                       load_intrinsics_file, scale_intrinsics_to, write_ply)
+from .sources import InputError, open_source
+
+log = logging.getLogger("md2_ros.cli")
+FORMATS = ("npy", "png", "color", "ply")
+SUBDIRS = {"npy": "depth_npy", "png": "depth_png", "color": "depth_color", "ply": "points_ply"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="md2-depth", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run a Monodepth2 depth model over an image, a folder of images, a video file or an image "
+                    "topic of a ROS bag, and write depth as .npy, 16-bit PNG (mm), colorized PNG and .ply clouds.",
+        epilog="Intrinsics for .ply/PointCloud2 come from --fx/--fy/--cx/--cy, else --intrinsics, else the bag's "
+               "CameraInfo; without any, clouds are skipped. A mono checkpoint predicts relative depth: give "
+               "--depth-scale to get metres.")
+    p.add_argument("input", help="Image file, folder of images, video file (.avi, .mp4, ...), or bag "
+                                 "(.mcap/.db3 file, rosbag2 folder, or ROS 1 .bag).")
+    p.add_argument("--checkpoint", required=True,
+                   help="Depth model: a DepthModel.save() safetensors file or an official Monodepth2 folder "
+                        "(encoder.pth + depth.pth).")
+    p.add_argument("-o", "--out-dir", default="md2_depth_out", help="Folder for the per-frame outputs (created).")
+    p.add_argument("--formats", default=",".join(FORMATS),
+                   help="Comma-separated outputs to write per frame, from: npy, png, color, ply.")
+    p.add_argument("--device", default="auto", help="Inference device: auto (CUDA if available), cpu, cuda or cuda:N.")
+    p.add_argument("--fp16", action="store_true", help="Half-precision inference (CUDA only; ignored on CPU).")
+    p.add_argument("--batch-size", type=int, default=4, help="Frames per forward pass (same-size frames are batched).")
+    p.add_argument("--depth-scale", type=float, default=None,
+                   help="Metres per network depth unit; overrides the checkpoint's scale (use for mono models).")
+    p.add_argument("--max-frames", type=int, default=None, help="Stop after this many processed frames.")
+    p.add_argument("--every", type=int, default=1, help="Process every N-th frame of the input (1 = all).")
+    p.add_argument("--topic", default=None,
+                   help="Bag image topic (sensor_msgs/Image or CompressedImage); needed when the bag has several.")
+    p.add_argument("--camera-info-topic", default=None,
+                   help="Bag CameraInfo topic; default: the image topic's sibling camera_info, or the only one.")
+    p.add_argument("--intrinsics", default=None,
+                   help="YAML with fx, fy, cx, cy (optional width, height) or a ROS camera_info YAML.")
+    for name in ("fx", "fy", "cx", "cy"):
+        p.add_argument(f"--{name}", type=float, default=None,
+                       help=f"Pinhole {name} in pixels of the input image (give all four together).")
+    p.add_argument("--colormap", default="magma", choices=sorted(COLORMAPS),
+                   help="OpenCV colormap for the colorized inverse-depth pictures.")
+    p.add_argument("--ply-ascii", action="store_true", help="Write ASCII PLY instead of binary little-endian.")
+    p.add_argument("--bag-out", default=None,
+                   help="Also write a rosbag2 (MCAP) folder with depth, camera_info, PointCloud2 and the input "
+                        "images; 'out.mcap' gives folder 'out' holding out.mcap + metadata.yaml.")
+    p.add_argument("--bag-prefix", default="/md2",
+                   help="Topic prefix in --bag-out: <prefix>/depth, <prefix>/depth/camera_info, <prefix>/points.")
+    p.add_argument("--frame-id", default="camera_optical_frame",
+                   help="frame_id for outputs of non-bag inputs (bag inputs keep the image header's frame_id).")
+    p.add_argument("--no-progress", action="store_true", help="Hide the progress bar.")
+    return p
+
+
+def _parse_formats(text: str) -> set[str]:
+    chosen = {f.strip() for f in text.split(",") if f.strip()}
+    unknown = chosen - set(FORMATS)
+    if unknown or not chosen:
+        raise ValueError(f"--formats: unknown or empty {sorted(unknown)}; choose from {', '.join(FORMATS)}")
+    return chosen
+
+
+def _user_intrinsics(args) -> tuple[np.ndarray | None, tuple[int, int] | None]:
+    if any(v is not None for v in (args.fx, args.fy, args.cx, args.cy)):
+        return intrinsics_from_values(args.fx, args.fy, args.cx, args.cy), None
+    if args.intrinsics:
+        return load_intrinsics_file(args.intrinsics)
+    return None, None
+
+
+def _check_args(args) -> None:
+    for name, low in (("batch_size", 1), ("every", 1), ("max_frames", 1)):
+        value = getattr(args, name)
+        if value is not None and value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    if args.depth_scale is not None and not args.depth_scale > 0:
+        raise ValueError(f"--depth-scale must be > 0, got {args.depth_scale}")
+
+
+def _write_outputs(out: Path, formats: set[str], name: str, depth: np.ndarray, rgb: np.ndarray,
+                   K: np.ndarray | None, colormap: str, ply_binary: bool) -> None:
+    def imwrite(path: Path, img: np.ndarray) -> None:
+        if not cv2.imwrite(str(path), img):
+            raise OSError(f"could not write {path}")
+
+    if "npy" in formats:
+        np.save(out / SUBDIRS["npy"] / f"{name}.npy", depth.astype(np.float32))
+    if "png" in formats:
+        imwrite(out / SUBDIRS["png"] / f"{name}.png", depth_to_mm_png(depth))
+    if "color" in formats:
+        imwrite(out / SUBDIRS["color"] / f"{name}.png", colorize_depth(depth, colormap))
+    if "ply" in formats and K is not None:
+        write_ply(out / SUBDIRS["ply"] / f"{name}.ply", depth_to_points(depth, K), rgb, binary=ply_binary)
+
+
+def run(args) -> int:
+    """Process the input described by parsed ``args``; returns the number of frames written."""
+    _check_args(args)
+    formats = _parse_formats(args.formats)
+    user_K, user_size = _user_intrinsics(args)
+    source = open_source(args.input, args.topic, args.camera_info_topic, args.every)
+
+    from .core.model import DepthModel  # torch is imported only when there is work to do
+
+    model = DepthModel.load(args.checkpoint, device=args.device, fp16=args.fp16)
+    if args.depth_scale is not None:
+        model.config.depth_scale = float(args.depth_scale)
+    elif not model.metric:
+        log.warning("the checkpoint is a mono (relative-scale) model: depths are not metres; "
+                    "pass --depth-scale to scale them")
+
+    out = Path(args.out_dir)
+    for f in formats:
+        (out / SUBDIRS[f]).mkdir(parents=True, exist_ok=True)
+    total = source.total if args.max_frames is None or source.total is None else min(source.total, args.max_frames)
+
+    from tqdm import tqdm
+
+    bag = None
+    if args.bag_out:
+        from .bag_out import DepthBagWriter
+        bag = DepthBagWriter(args.bag_out, prefix=args.bag_prefix).__enter__()
+    done, warned_no_K = 0, False
+    try:
+        with tqdm(total=total, unit="frame", disable=args.no_progress, desc="md2-depth") as bar:
+            batch: list = []
+
+            def flush() -> None:
+                nonlocal done, warned_no_K
+                if not batch:
+                    return
+                depths = model.predict_batch([f.rgb for f in batch])
+                for frame, depth in zip(batch, depths):
+                    h, w = depth.shape
+                    K = frame.K
+                    if user_K is not None:
+                        K = scale_intrinsics_to(user_K, user_size, (w, h)) if user_size else user_K
+                    if K is None and ("ply" in formats or bag is not None) and not warned_no_K:
+                        warned_no_K = True
+                        print("md2-depth: no intrinsics (no CameraInfo in the input, no --intrinsics, no "
+                              "--fx/--fy/--cx/--cy): skipping point clouds (.ply and PointCloud2)", file=sys.stderr)
+                    _write_outputs(out, formats, frame.name, depth, frame.rgb, K, args.colormap, not args.ply_ascii)
+                    if bag is not None:
+                        frame_id = frame.frame_id if frame.log_ns is not None else args.frame_id
+                        if frame.passthrough:
+                            for topic, msgtype, t, data in frame.passthrough:
+                                bag.write_raw(topic, msgtype, t, data)
+                        else:
+                            bag.write_source_image(frame.rgb, K, frame.stamp_ns, frame_id)
+                        bag.write_depth(depth, frame.rgb, K, frame.stamp_ns, frame_id, frame.log_ns)
+                    done += 1
+                    bar.update(1)
+                batch.clear()
+
+            for frame in source:
+                if args.max_frames is not None and done + len(batch) >= args.max_frames:
+                    break
+                if batch and batch[0].rgb.shape != frame.rgb.shape:
+                    flush()
+                batch.append(frame)
+                if len(batch) >= args.batch_size:
+                    flush()
+            flush()
+    finally:
+        if bag is not None:
+            bag.__exit__(None, None, None)
+    if done == 0:
+        raise InputError(f"{args.input}: no frames could be processed")
+    print(f"md2-depth: {done} frame(s) from {args.input} ({source.kind}) -> "
+          + ", ".join(str(out / SUBDIRS[f]) for f in FORMATS if f in formats))
+    if bag is not None:
+        topics = ", ".join(f"{t} ({n})" for t, n in sorted(bag.counts.items()))
+        print(f"md2-depth: bag written to {bag.path} ({topics})")
+    return done
+
+
+def main(argv=None) -> int:
+    """Console entry point; returns the process exit code (0 ok, 1 input/model error, 2 usage error)."""
+    logging.basicConfig(level=logging.WARNING, format="md2-depth: %(levelname)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, OSError) as exc:  # InputError, CheckpointError, bad YAML, unwritable output ...
+        print(f"md2-depth: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("md2-depth: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

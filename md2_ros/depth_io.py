@@ -1,0 +1,213 @@
+"""ROS-free depth output helpers (numpy + OpenCV): 16-bit PNG, colour pictures, point clouds, PLY, intrinsics.
+
+Depth is H×W float32 metres along the optical z axis; non-finite or non-positive values are invalid.
+Points are in the camera's optical frame (REP 103: x right, y down, z forward).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import yaml
+
+COLORMAPS = {"magma": cv2.COLORMAP_MAGMA, "inferno": cv2.COLORMAP_INFERNO, "plasma": cv2.COLORMAP_PLASMA,
+             "viridis": cv2.COLORMAP_VIRIDIS, "turbo": cv2.COLORMAP_TURBO, "jet": cv2.COLORMAP_JET}
+MM_MAX = 65535  # largest 16-bit PNG value: 65.535 m
+
+
+def valid_mask(depth: np.ndarray) -> np.ndarray:
+    """H×W bool: finite and > 0."""
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(depth) & (depth > 0)
+
+
+def depth_to_mm_png(depth: np.ndarray) -> np.ndarray:
+    """H×W depth (m) -> H×W uint16 millimetres, rounded; 0 = invalid; clipped at 65535 (65.535 m)."""
+    depth = np.asarray(depth, dtype=np.float64)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be H×W, got shape {depth.shape}")
+    mm = np.zeros(depth.shape, np.uint16)
+    ok = valid_mask(depth)
+    mm[ok] = np.clip(np.round(depth[ok] * 1000.0), 0, MM_MAX).astype(np.uint16)
+    return mm
+
+
+def colorize_depth(depth: np.ndarray, colormap: str = "magma", lo_pct: float = 2.0, hi_pct: float = 98.0) -> np.ndarray:
+    """H×W depth -> H×W×3 uint8 **BGR** picture of inverse depth (near = bright).
+
+    Inverse depth is normalised between its ``lo_pct`` and ``hi_pct`` percentiles over valid pixels
+    (robust to a few outliers); invalid pixels are black.
+    """
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}; choose from {sorted(COLORMAPS)}")
+    depth = np.asarray(depth, dtype=np.float32)
+    ok = valid_mask(depth)
+    disp = np.zeros(depth.shape, np.float32)
+    np.divide(1.0, depth, out=disp, where=ok)
+    grey = np.zeros(depth.shape, np.uint8)
+    if ok.any():
+        lo, hi = np.percentile(disp[ok], [lo_pct, hi_pct])
+        if hi > lo:
+            grey = np.clip((disp - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
+        else:
+            grey[ok] = 128
+    bgr = cv2.applyColorMap(grey, COLORMAPS[colormap])
+    bgr[~ok] = 0
+    return bgr
+
+
+def check_intrinsics(K: np.ndarray) -> np.ndarray:
+    """Validate a 3×3 pixel intrinsics matrix (finite, fx, fy > 0); returns it as float64."""
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape != (3, 3):
+        raise ValueError(f"intrinsics must be 3×3, got {K.shape}")
+    if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
+        raise ValueError(f"invalid intrinsics: fx={K[0, 0]}, fy={K[1, 1]}, cx={K[0, 2]}, cy={K[1, 2]}")
+    return K
+
+
+def scale_intrinsics_to(K: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """Rescale pixel intrinsics from an image of (width, height) ``from_size`` to ``to_size``."""
+    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
+    K = np.array(K, dtype=np.float64)
+    K[0] *= sx
+    K[1] *= sy
+    return K
+
+
+def depth_to_points(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """H×W depth + 3×3 pixel intrinsics -> H×W×3 float32 points (x, y, z); NaN where depth is invalid.
+
+    Pixel (u, v) (u = column, pixel centres at integers) sees z · K⁻¹ [u, v, 1]ᵀ.
+    """
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be H×W, got shape {depth.shape}")
+    K = check_intrinsics(K)
+    h, w = depth.shape
+    fx, skew, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
+    v = np.arange(h, dtype=np.float64)[:, None]
+    u = np.arange(w, dtype=np.float64)[None, :]
+    yn = ((v - cy) / fy).astype(np.float32)
+    xn = ((u - cx - skew * (v - cy) / fy) / fx).astype(np.float32)
+    z = np.where(valid_mask(depth), depth, np.float32(np.nan))
+    out = np.empty((h, w, 3), np.float32)
+    np.multiply(xn, z, out=out[..., 0])
+    np.multiply(yn, z, out=out[..., 1])
+    out[..., 2] = z
+    return out
+
+
+def pack_rgb_float(rgb: np.ndarray) -> np.ndarray:
+    """H×W×3 uint8 RGB -> H×W float32 whose bits are 0x00RRGGBB (PCL / rviz convention)."""
+    c = rgb.astype(np.uint32)
+    return ((c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]).view(np.float32)
+
+
+def pack_cloud(points: np.ndarray, rgb: np.ndarray | None = None) -> bytes:
+    """H×W×3 float32 points (+ H×W×3 uint8 RGB) -> PointCloud2 ``data`` bytes: little-endian x, y, z, rgb
+    float32 at offsets 0/4/8/12, point_step 16, row-major (row_step = 16·W)."""
+    h, w = points.shape[:2]
+    out = np.empty((h, w, 4), "<f4")
+    out[..., :3] = points
+    out[..., 3] = pack_rgb_float(rgb) if rgb is not None else 0.0
+    return out.tobytes()
+
+
+def write_ply(path, points: np.ndarray, colors: np.ndarray | None = None, binary: bool = True) -> int:
+    """Write the finite points (N×3 or H×W×3 float) with optional uint8 RGB colours as a PLY file.
+
+    Vertex properties: float x, y, z and (with colours) uchar red, green, blue. Returns the number of
+    points written (non-finite points are dropped).
+    """
+    pts = np.asarray(points, dtype=np.float32).reshape(-1, 3)
+    keep = np.isfinite(pts).all(1)
+    pts = pts[keep]
+    fields = [("x", "<f4"), ("y", "<f4"), ("z", "<f4")]
+    props = ["property float x", "property float y", "property float z"]
+    if colors is not None:
+        cols = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)[keep]
+        fields += [("red", "u1"), ("green", "u1"), ("blue", "u1")]
+        props += ["property uchar red", "property uchar green", "property uchar blue"]
+    rec = np.empty(len(pts), dtype=fields)
+    rec["x"], rec["y"], rec["z"] = pts[:, 0], pts[:, 1], pts[:, 2]
+    if colors is not None:
+        rec["red"], rec["green"], rec["blue"] = cols[:, 0], cols[:, 1], cols[:, 2]
+    fmt = "binary_little_endian" if binary else "ascii"
+    header = "\n".join(["ply", f"format {fmt} 1.0", "comment md2_ros depth (optical frame: x right, y down, "
+                        "z forward; metres)", f"element vertex {len(pts)}", *props, "end_header"]) + "\n"
+    tmp = Path(str(path) + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(header.encode("ascii"))
+        if binary:
+            f.write(rec.tobytes())
+        else:
+            fmt_row = ["%.7g"] * 3 + (["%d"] * 3 if colors is not None else [])
+            np.savetxt(f, np.column_stack([rec[n].astype(np.float64) for n, _ in fields]), fmt=fmt_row)
+    tmp.replace(path)
+    return len(pts)
+
+
+def read_ply(path) -> tuple[dict, np.ndarray]:
+    """Read a PLY written by :func:`write_ply`: (header info {format, count, properties}, structured array)."""
+    data = Path(path).read_bytes()
+    end = data.find(b"end_header\n")
+    if not data.startswith(b"ply\n") or end < 0:
+        raise ValueError(f"{path}: not a PLY file")
+    lines = data[:end].decode("ascii").splitlines()
+    fmt = next(l.split()[1] for l in lines if l.startswith("format"))
+    count = next(int(l.split()[2]) for l in lines if l.startswith("element vertex"))
+    props = [(l.split()[2], {"float": "<f4", "uchar": "u1"}[l.split()[1]]) for l in lines if l.startswith("property")]
+    body = data[end + len(b"end_header\n"):]
+    if fmt == "binary_little_endian":
+        arr = np.frombuffer(body, dtype=props, count=count)
+    else:
+        table = np.loadtxt(body.decode("ascii").splitlines(), ndmin=2) if count else np.zeros((0, len(props)))
+        arr = np.empty(count, dtype=props)
+        for i, (name, _) in enumerate(props):
+            arr[name] = table[:, i]
+    return {"format": fmt, "count": count, "properties": [n for n, _ in props]}, arr
+
+
+def load_intrinsics_file(path) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """Intrinsics from a YAML file -> (3×3 K in pixels, (width, height) they refer to, or None).
+
+    Accepted forms: ``fx, fy, cx, cy`` keys (optional ``width``, ``height``), or a ROS camera_info YAML
+    (``camera_matrix: {data: [9 numbers]}``, ``image_width``, ``image_height``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"intrinsics file not found: {path}")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: expected a mapping with fx, fy, cx, cy (or camera_matrix)")
+    try:
+        if all(k in doc for k in ("fx", "fy", "cx", "cy")):
+            K = np.array([[float(doc["fx"]), 0, float(doc["cx"])], [0, float(doc["fy"]), float(doc["cy"])], [0, 0, 1]])
+            size = (int(doc["width"]), int(doc["height"])) if "width" in doc and "height" in doc else None
+        elif isinstance(doc.get("camera_matrix"), dict):
+            K = np.array(doc["camera_matrix"]["data"], dtype=np.float64).reshape(3, 3)
+            w, h = doc.get("image_width"), doc.get("image_height")
+            size = (int(w), int(h)) if w and h else None
+        else:
+            raise ValueError("needs keys fx, fy, cx, cy (optional width, height) or a camera_matrix")
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path}: bad intrinsics ({exc})") from exc
+    if size is not None and (size[0] <= 0 or size[1] <= 0):
+        raise ValueError(f"{path}: width and height must be positive, got {size}")
+    return check_intrinsics(K), size
+
+
+def intrinsics_from_values(fx, fy, cx, cy) -> np.ndarray:
+    """3×3 K from four numbers (all required)."""
+    vals = [fx, fy, cx, cy]
+    if any(v is None for v in vals):
+        raise ValueError("--fx, --fy, --cx and --cy must be given together")
+    if not all(math.isfinite(v) for v in vals):
+        raise ValueError(f"intrinsics must be finite, got {vals}")
+    return check_intrinsics([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])

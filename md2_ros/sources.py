@@ -1,0 +1,264 @@
+"""Frame sources for offline inference: an image file, a folder of images, a video file, or a ROS bag topic.
+
+ROS-free: bags are read with ``rosbags`` (pure Python), images and videos with OpenCV. Every source
+yields :class:`Frame` objects with H×W×3 uint8 **RGB** pixels. Problems with the input raise
+:class:`InputError` (a ``ValueError``) whose text names the file or topic and the cause.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
+VIDEO_EXTS = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
+BAG_EXTS = {".mcap", ".db3", ".bag"}
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+NOMINAL_RATE_HZ = 10.0  # stamps for image files (frame index / 10 s), like KITTI
+
+
+class InputError(ValueError):
+    """The input cannot be read; the text names the file or topic and why."""
+
+
+@dataclass
+class Frame:
+    """One input image. ``K``: 3×3 pixel intrinsics for this image's size, or None.
+
+    ``passthrough``: original bag messages to copy into an output bag, as (topic, msgtype, log time ns,
+    CDR bytes): the camera_info messages seen since the previous frame and this image's message.
+    """
+
+    index: int
+    name: str
+    rgb: np.ndarray
+    stamp_ns: int
+    frame_id: str = "camera_optical_frame"
+    K: np.ndarray | None = None
+    passthrough: list = field(default_factory=list)
+    log_ns: int | None = None  # bag log (receive) time of the image message; None for files
+
+
+def detect_kind(path) -> str:
+    """'image', 'folder', 'video' or 'bag' for ``path``; InputError when missing or unknown."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_dir():
+        return "bag" if (path / "metadata.yaml").is_file() else "folder"
+    ext = path.suffix.lower()
+    if ext in IMAGE_EXTS:
+        return "image"
+    if ext in VIDEO_EXTS:
+        return "video"
+    if ext in BAG_EXTS:
+        return "bag"
+    raise InputError(f"{path}: unknown input type {ext or '(no extension)'!r}; expected an image "
+                     f"({', '.join(sorted(IMAGE_EXTS))}), a video ({', '.join(sorted(VIDEO_EXTS))}), a bag "
+                     f"({', '.join(sorted(BAG_EXTS))} or a rosbag2 folder) or a folder of images")
+
+
+def read_image_rgb(path) -> np.ndarray:
+    """H×W×3 uint8 RGB from an image file; InputError if it cannot be decoded."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if img is None:
+        raise InputError(f"{path}: cannot decode image (corrupt or unsupported format)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class ImageFilesSource:
+    """A single image file or every image file (sorted by name, not recursive) of a folder."""
+
+    def __init__(self, path, every: int = 1):
+        path = Path(path)
+        self.kind = "folder" if path.is_dir() else "image"
+        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS) \
+            if path.is_dir() else [path]
+        if not files:
+            raise InputError(f"{path}: folder contains no images ({', '.join(sorted(IMAGE_EXTS))})")
+        self.files = files[::every]
+        self.every = every
+        stems = [p.stem for p in self.files]
+        self.names = stems if len(set(stems)) == len(stems) else [p.name.replace(".", "_") for p in self.files]
+        self.total = len(self.files)
+
+    def __iter__(self):
+        for i, (p, name) in enumerate(zip(self.files, self.names)):
+            idx = i * self.every
+            yield Frame(idx, name, read_image_rgb(p), int(round(idx * 1e9 / NOMINAL_RATE_HZ)))
+
+
+class VideoSource:
+    """Frames of a video file decoded by OpenCV; stamps are frame index / fps."""
+
+    def __init__(self, path, every: int = 1):
+        self.path, self.every, self.kind = Path(path), every, "video"
+        cap = cv2.VideoCapture(str(self.path))
+        if not cap.isOpened():
+            raise InputError(f"{self.path}: OpenCV cannot open this video")
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = cap.get(cv2.CAP_PROP_FPS)
+        cap.release()
+        self.fps = fps if fps and fps > 0 else NOMINAL_RATE_HZ
+        self.total = (n + every - 1) // every if n > 0 else None
+
+    def __iter__(self):
+        cap = cv2.VideoCapture(str(self.path))
+        idx, got = 0, 0
+        try:
+            while True:
+                if idx % self.every:
+                    if not cap.grab():
+                        break
+                else:
+                    ok, bgr = cap.read()
+                    if not ok:
+                        break
+                    got += 1
+                    yield Frame(idx, f"frame_{idx:06d}", cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB),
+                                int(round(idx * 1e9 / self.fps)))
+                idx += 1
+        finally:
+            cap.release()
+        if got == 0:
+            raise InputError(f"{self.path}: no frames could be decoded from this video")
+
+
+# ----------------------------------------------------------------------------------------- bags
+
+def _typestore():
+    from rosbags.typesys import Stores, get_typestore
+    return get_typestore(Stores.ROS2_HUMBLE)
+
+
+def decode_image_msg(msg, msgtype: str) -> np.ndarray:
+    """rosbags sensor_msgs Image / CompressedImage -> H×W×3 uint8 RGB; ValueError naming the cause."""
+    data = np.asarray(msg.data, dtype=np.uint8)
+    if msgtype.endswith("CompressedImage"):
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if bgr is None:
+            raise ValueError(f"cannot decode CompressedImage (format {msg.format!r})")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    channels = {"rgb8": 3, "bgr8": 3, "8UC3": 3, "rgba8": 4, "bgra8": 4, "8UC4": 4, "mono8": 1, "8UC1": 1}
+    enc, h, w, step = msg.encoding, int(msg.height), int(msg.width), int(msg.step)
+    if enc not in channels:
+        raise ValueError(f"unsupported image encoding {enc!r}; supported: {sorted(channels)}")
+    c = channels[enc]
+    if h <= 0 or w <= 0 or step < w * c or data.size < step * h:
+        raise ValueError(f"inconsistent Image: {w}x{h} {enc}, step {step}, {data.size} bytes")
+    img = data[: step * h].reshape(h, step)[:, : w * c].reshape(h, w, c)
+    if c == 1:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
+    code = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "8UC3": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
+            "bgra8": cv2.COLOR_BGRA2RGB, "8UC4": cv2.COLOR_BGRA2RGB}[enc]
+    return np.ascontiguousarray(img) if code is None else cv2.cvtColor(img, code)
+
+
+def camera_info_K(info, width: int, height: int) -> np.ndarray | None:
+    """3×3 pixel intrinsics of a CameraInfo, rescaled to a width×height image; None if unusable."""
+    K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        K = np.asarray(info.p, dtype=np.float64).reshape(3, 4)[:, :3]
+    if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
+        return None
+    K = K.copy()
+    if info.width > 0 and info.height > 0 and (info.width, info.height) != (width, height):
+        K[0] *= width / info.width
+        K[1] *= height / info.height
+    return K
+
+
+def _sibling_info_topic(image_topic: str) -> str:
+    parts = image_topic.rstrip("/").split("/")
+    if parts[-1] in ("compressed", "theora", "compressedDepth"):
+        parts = parts[:-1]
+    return "/".join(parts[:-1] + ["camera_info"])
+
+
+class BagSource:
+    """An Image or CompressedImage topic of a rosbag2 (.mcap / .db3 / folder) or ROS 1 bag, with CameraInfo."""
+
+    def __init__(self, path, topic: str | None = None, info_topic: str | None = None, every: int = 1):
+        from rosbags.highlevel import AnyReader
+
+        self.path, self.every, self.kind = Path(path), every, "bag"
+        self.typestore = _typestore()
+        try:
+            with AnyReader([self.path], default_typestore=self.typestore) as reader:
+                topics = {t: (i.msgtype, i.msgcount) for t, i in reader.topics.items()}
+        except Exception as exc:  # rosbags raises several types for unreadable bags
+            raise InputError(f"{self.path}: cannot open bag ({type(exc).__name__}: {exc})") from exc
+        images = sorted(t for t, (m, _) in topics.items() if m in IMAGE_TYPES)
+        infos = sorted(t for t, (m, _) in topics.items() if m == INFO_TYPE)
+        if topic is None:
+            if len(images) != 1:
+                raise InputError(f"{self.path}: {'no' if not images else 'several'} image topics "
+                                 f"({', '.join(images) or 'none'}); pick one with --topic")
+            topic = images[0]
+        elif topic not in images:
+            raise InputError(f"{self.path}: topic {topic!r} is not an Image/CompressedImage topic of this bag; "
+                             f"image topics: {', '.join(images) or 'none'}")
+        if info_topic is not None and info_topic not in infos:
+            raise InputError(f"{self.path}: camera_info topic {info_topic!r} not found; CameraInfo topics: "
+                             f"{', '.join(infos) or 'none'}")
+        if info_topic is None:
+            sibling = _sibling_info_topic(topic)
+            info_topic = sibling if sibling in infos else (infos[0] if len(infos) == 1 else None)
+        self.topic, self.info_topic, self.msgtype = topic, info_topic, topics[topic][0]
+        self.total = (topics[topic][1] + every - 1) // every
+        self.bad = 0
+
+    def __iter__(self):
+        from rosbags.highlevel import AnyReader
+
+        with AnyReader([self.path], default_typestore=self.typestore) as reader:
+            img_conns = [c for c in reader.connections if c.topic == self.topic]
+            info_conns = [c for c in reader.connections if c.topic == self.info_topic]
+            info = None
+            for conn, _, raw in reader.messages(connections=info_conns):  # intrinsics for early images
+                info = reader.deserialize(raw, conn.msgtype)
+                break
+            pending, idx = [], -1
+            for conn, t, raw in reader.messages(connections=img_conns + info_conns):
+                cdr = raw if reader.is2 else None
+                if conn.topic == self.info_topic:
+                    info = reader.deserialize(raw, conn.msgtype)
+                    pending.append((conn.topic, conn.msgtype, t, cdr or self.typestore.serialize_cdr(info, INFO_TYPE)))
+                    continue
+                idx += 1
+                if idx % self.every:
+                    continue
+                try:
+                    msg = reader.deserialize(raw, conn.msgtype)
+                    rgb = decode_image_msg(msg, conn.msgtype)
+                except Exception as exc:  # a bad message is dropped, not fatal
+                    self.bad += 1
+                    log.warning("%s: %s message %d dropped: %s", self.path, self.topic, idx, exc)
+                    continue
+                stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+                K = camera_info_K(info, rgb.shape[1], rgb.shape[0]) if info is not None else None
+                pending.append((conn.topic, conn.msgtype, t, cdr or self.typestore.serialize_cdr(msg, conn.msgtype)))
+                yield Frame(idx, f"frame_{idx:06d}", rgb, stamp, msg.header.frame_id or "camera_optical_frame", K,
+                            pending, t)
+                pending = []
+
+
+def open_source(path, topic: str | None = None, info_topic: str | None = None, every: int = 1):
+    """The frame source for ``path`` (see :func:`detect_kind`), taking every ``every``-th frame."""
+    if int(every) < 1:
+        raise InputError(f"--every must be >= 1, got {every}")
+    kind = detect_kind(path)
+    if kind == "bag":
+        return BagSource(path, topic, info_topic, every)
+    if topic is not None:
+        log.warning("--topic is ignored for a %s input", kind)
+    if kind == "video":
+        return VideoSource(path, every)
+    return ImageFilesSource(path, every)
