@@ -36,12 +36,15 @@ setup(
             "ros-diagnostic-msgs",
             "ros-lifecycle-msgs",
         ],
+        "export": ["onnx>=1.15", "onnxruntime>=1.17"],
         "dev": [
             "pytest>=8",
             "pytest-timeout>=2.3",
             "hypothesis>=6.100",
             "tensorboard>=2.15",
             "psutil>=5.9",
+            "onnx>=1.15",          # ONNX export tests (same as the export extra)
+            "onnxruntime>=1.17",
         ],
     },
     zip_safe=True,
@@ -53,7 +56,6 @@ setup(
         "console_scripts": [
             "depth_node = md2_ros.ros.depth_node:main",
             "md2-depth = md2_ros.cli:main",
-            "md2-demo = md2_ros.demo:main",
         ],
     },
 )
