@@ -1,0 +1,217 @@
+"""Decode a bag's image topic once into a frame cache beside the bag (used by `rosbag.RosbagDataset`).
+
+Reading a bag at random positions from many DataLoader workers is slow and fragile (each worker
+would need its own reader, and ``.db3``/``.mcap`` random access differs), so the first time a bag is
+used every image of the chosen topic is decoded (in a thread pool), rectified if asked, resized to
+the training size and written to a ``.npy`` memory map; workers then read rows from it. It costs
+``frames x height x width x 3`` bytes of disk (640x192: 369 kB a frame, 3.7 GB per 10,000 frames).
+Small thumbnails (160 pixels wide, from the full image) are kept too, for static-frame filtering.
+A message that cannot be decoded is logged, counted and left out (a gap in the sequence); if none can
+be decoded (e.g. an unsupported encoding) `BagError` says why.
+"""
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .base import ImageDecodeError, resize_rgb
+from .rosmsg import IMAGE_TYPES, INFO_TYPE, CameraModel, camera_model, decode_image_msg, stamp_ns
+
+__all__ = ["BagError", "open_bag", "bag_fingerprint", "list_topics", "resolve_topics", "read_camera",
+           "decode_topic", "THUMB_WIDTH"]
+
+THUMB_WIDTH = 160
+log = logging.getLogger(__name__)
+
+
+class BagError(RuntimeError):
+    """A bag cannot be used: unreadable, truncated, empty, or without the needed topics."""
+
+
+def bag_fingerprint(path: Path) -> list:
+    """[[name, size, mtime_ns], ...] of the bag file, or of every file inside a bag folder (except our caches)."""
+    files = sorted(p for p in path.iterdir() if p.is_file() and ".md2" not in p.name) if path.is_dir() else [path]
+    return [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+
+
+def open_bag(path: Path):
+    """Open a bag (``.mcap``, ``.db3`` file or rosbag2 folder) with rosbags' AnyReader; BagError on failure."""
+    from rosbags.highlevel import AnyReader
+
+    if not path.exists():
+        raise FileNotFoundError(f"bag not found: {path}")
+    reader = AnyReader([path])
+    try:
+        reader.open()
+    except Exception as exc:  # rosbags raises several types for truncated / corrupt files
+        hint = {".mcap": "; an mcap cut off while recording can often be fixed with `mcap recover`",
+                ".db3": "; try `sqlite3 in.db3 .recover | sqlite3 fixed.db3`"}.get(path.suffix, "")
+        raise BagError(f"cannot read bag {path}: {type(exc).__name__}: {exc} "
+                       f"(truncated or corrupt file?{hint})") from exc
+    return reader
+
+
+def list_topics(reader) -> dict[str, tuple[str, int]]:
+    """{topic: (msgtype, message count)}."""
+    out: dict[str, tuple[str, int]] = {}
+    for c in reader.connections:
+        typ, n = out.get(c.topic, (c.msgtype, 0))
+        out[c.topic] = (typ, n + int(c.msgcount))
+    return out
+
+
+def _info_for(image_topic: str, topics: dict, path: Path) -> str:
+    base = image_topic[: -len("/compressed")] if image_topic.endswith("/compressed") else image_topic
+    guess = base.rsplit("/", 1)[0] + "/camera_info"
+    infos = [t for t, (typ, _) in topics.items() if typ == INFO_TYPE]
+    if guess in infos:
+        return guess
+    if len(infos) == 1:
+        return infos[0]
+    if not infos:
+        raise BagError(f"bag {path} has no {INFO_TYPE} topic: intrinsics are needed "
+                       f"(topics: {sorted(topics)}); record camera_info with the images")
+    raise BagError(f"bag {path}: cannot tell which CameraInfo topic belongs to {image_topic} "
+                   f"(candidates {infos}); pass camera_info_topic")
+
+
+def resolve_topics(reader, path: Path, image_topic: str | None, info_topic: str | None) -> tuple[str, str]:
+    """Pick / check the image and CameraInfo topics; BagError naming the bag and topic on any problem."""
+    topics = list_topics(reader)
+    if not topics or sum(n for _, n in topics.values()) == 0:
+        raise BagError(f"bag {path} is empty (no messages)")
+    images = [t for t, (typ, _) in topics.items() if typ in IMAGE_TYPES]
+    if image_topic is None:
+        if len(images) != 1:
+            raise BagError(f"bag {path}: {'no' if not images else 'several'} image topics "
+                           f"({images or sorted(topics)}); pass image_topic")
+        image_topic = images[0]
+    elif image_topic not in topics:
+        raise BagError(f"topic {image_topic} not in bag {path} (image topics: {images})")
+    elif topics[image_topic][0] not in IMAGE_TYPES:
+        raise BagError(f"topic {image_topic} in bag {path} is {topics[image_topic][0]}, not an image")
+    if topics[image_topic][1] == 0:
+        raise BagError(f"topic {image_topic} in bag {path} has no messages")
+    if info_topic is None:
+        info_topic = _info_for(image_topic, topics, path)
+    elif info_topic not in topics or topics[info_topic][0] != INFO_TYPE:
+        raise BagError(f"CameraInfo topic {info_topic} not in bag {path} "
+                       f"(CameraInfo topics: {[t for t, (ty, _) in topics.items() if ty == INFO_TYPE]})")
+    return image_topic, info_topic
+
+
+def _messages(reader, topic: str, path: Path):
+    conns = [c for c in reader.connections if c.topic == topic]
+    try:
+        for conn, t, raw in reader.messages(connections=conns):
+            yield conn, t, raw
+    except BagError:
+        raise
+    except Exception as exc:
+        raise BagError(f"error reading {topic} from bag {path}: {type(exc).__name__}: {exc} "
+                       "(truncated or corrupt file?)") from exc
+
+
+def read_camera(reader, path: Path, info_topic: str) -> CameraModel:
+    """The first CameraInfo message on ``info_topic`` (intrinsics are assumed constant)."""
+    for conn, _, raw in _messages(reader, info_topic, path):
+        return camera_model(reader.deserialize(raw, conn.msgtype), source=f"{path}:{info_topic}")
+    raise BagError(f"CameraInfo topic {info_topic} in bag {path} has no messages")
+
+
+def rectify_maps(cam: CameraModel):
+    """cv2 remap tables that rectify raw images like image_proc (K, D, R -> P), for ``cam``'s size."""
+    if cam.width <= 0 or cam.height <= 0:
+        raise BagError(f"CameraInfo has no image size ({cam.width}x{cam.height}); cannot build undistortion maps")
+    newK = cam.P[:3, :3] if cam.has_P else cam.K
+    R = cam.R if cam.R.any() else np.eye(3)
+    size = (cam.width, cam.height)
+    if cam.distortion_model == "equidistant":
+        return cv2.fisheye.initUndistortRectifyMap(cam.K, cam.D[:4], R, newK, size, cv2.CV_32FC1)
+    if cam.distortion_model not in ("plumb_bob", "rational_polynomial", ""):
+        raise BagError(f"distortion model {cam.distortion_model!r} is not supported for undistortion")
+    return cv2.initUndistortRectifyMap(cam.K, cam.D, R, newK, size, cv2.CV_32FC1)
+
+
+def _process(msg, msgtype, source, maps, width, height):
+    image = decode_image_msg(msg, msgtype, source)
+    if maps is not None:
+        if image.shape[:2] != maps[0].shape[:2]:
+            raise ImageDecodeError(f"{source}: image {image.shape[1]}x{image.shape[0]} does not match "
+                                   f"CameraInfo {maps[0].shape[1]}x{maps[0].shape[0]}")
+        image = cv2.remap(image, maps[0], maps[1], cv2.INTER_LINEAR)
+    h, w = image.shape[:2]
+    thumb = resize_rgb(image, THUMB_WIDTH, max(1, round(THUMB_WIDTH * height / width)))
+    return resize_rgb(image, width, height), thumb, (w, h)
+
+
+def decode_topic(reader, path: Path, topic: str, out_file: Path, width: int, height: int,
+                 maps=None, workers: int | None = None) -> dict:
+    """Decode every message of ``topic`` into ``out_file`` (N x height x width x 3 uint8 .npy, bag order).
+
+    Returns {"stamps": [ns, ...] (header stamp, log time if the header stamp is 0), "thumbs": N x h x 160 x 3
+    uint8 (h from the training aspect), "raw_size": [w, h] of the first image, "bad_rows": rows whose message
+    could not be decoded (skipped later; all bad raises BagError)}. The file is written to a temporary name and renamed.
+    """
+    count = sum(int(c.msgcount) for c in reader.connections if c.topic == topic)
+    tmp = out_file.with_name(out_file.name + f".tmp{os.getpid()}")
+    frames = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(max(count, 1), height, width, 3))
+    stamps, thumbs, raw_size = [], [], None
+    pending: collections.deque = collections.deque()
+    workers = workers or min(8, os.cpu_count() or 1)
+
+    thumb_shape = (max(1, round(THUMB_WIDTH * height / width)), THUMB_WIDTH, 3)
+    bad_rows, errors = [], []
+
+    def drain(limit: int) -> None:
+        nonlocal raw_size
+        while len(pending) > limit:
+            row, fut = pending.popleft()
+            try:
+                frame, thumb, size = fut.result()
+            except ImageDecodeError as exc:  # one bad message is a gap, not a reason to stop
+                bad_rows.append(row)
+                errors.append(str(exc))
+                thumbs.append(np.zeros(thumb_shape, np.uint8))
+                continue
+            if raw_size is None:
+                raw_size = list(size)
+            frames[row] = frame
+            thumbs.append(thumb)
+
+    try:
+        with cf.ThreadPoolExecutor(workers) as pool:
+            for row, (conn, t, raw) in enumerate(_messages(reader, topic, path)):
+                if row >= count:
+                    raise BagError(f"bag {path}: more messages on {topic} than its index says ({count})")
+                msg = reader.deserialize(raw, conn.msgtype)
+                stamp = stamp_ns(msg.header)
+                stamps.append(stamp if stamp > 0 else int(t))
+                source = f"{path}:{topic}@{stamps[-1] / 1e9:.6f}"
+                pending.append((row, pool.submit(_process, msg, conn.msgtype, source, maps, width, height)))
+                drain(2 * workers)
+            drain(0)
+        if not stamps:
+            raise BagError(f"topic {topic} in bag {path} has no messages")
+        if len(bad_rows) == len(stamps):
+            raise BagError(f"no image on {topic} in bag {path} could be decoded; first error: {errors[0]}")
+        if len(stamps) != count:
+            raise BagError(f"bag {path}: its index lists {count} messages on {topic} but only {len(stamps)} "
+                           "could be read (truncated file?)")
+        frames.flush()
+        del frames
+        os.replace(tmp, out_file)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    if errors:
+        log.warning("%d of %d images on %s in %s could not be decoded and are skipped; first: %s",
+                    len(errors), len(stamps), topic, path, errors[0])
+    return {"stamps": stamps, "thumbs": np.stack(thumbs), "raw_size": raw_size, "bad_rows": bad_rows,
+            "first_error": errors[0] if errors else None}

@@ -1,0 +1,215 @@
+"""Turn a KITTI raw drive into a ROS 2 bag (no ROS needed; written with `rosbags`).
+
+    python -m train.make_bag KITTI_DRIVE_OR_DATE_DIR OUT [--compressed] [--format png|jpeg] [--rate 10]
+                             [--camera 2] [--stereo] [--topic-prefix /camera] [--frames A:B] [--storage mcap|sqlite3]
+
+OUT ending in ``.mcap`` or ``.db3`` gives that single storage file (both readable by rosbags and by
+``ros2 bag play``); any other name gives a rosbag2 folder (``metadata.yaml`` + storage file,
+``--storage`` picks the format, mcap by default).
+
+Topics (mono): ``<prefix>/image_raw`` (``sensor_msgs/msg/Image``, rgb8) or
+``<prefix>/image_raw/compressed`` (``CompressedImage``; PNG is lossless: the KITTI file bytes are
+copied as they are), and ``<prefix>/camera_info``. With ``--stereo``: ``<prefix>/left/...`` from
+camera 2 and ``<prefix>/right/...`` from camera 3.
+
+CameraInfo: the images are KITTI's rectified images, so distortion is ``plumb_bob`` with zero
+coefficients, R = identity, K = P_rect_0x[:3,:3] scaled from ``S_rect_0x`` to the actual image size, and
+P = [K | t] with t = 0 for a mono or left camera and ``-fx * B`` for the right one (ROS convention;
+B = baseline from P_rect_02/03). KITTI's tiny y/z offsets in P_rect are dropped.
+
+Stamps: from ``image_0x/timestamps.txt`` when present, else ``t0 + frame_number / rate`` (t0 = 2011-09-26,
+later drives of a date folder 1000 s apart), used for both header stamp and bag time.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import calib as kcalib
+from .datasets.base import read_image_file
+
+__all__ = ["find_drives", "read_timestamps", "camera_info_matrices", "write_kitti_bag", "main"]
+
+T0_NS = 1_317_000_000 * 1_000_000_000
+
+
+def find_drives(src: Path) -> list[Path]:
+    """A drive folder itself (it has ``image_0x``) or every ``*_sync`` drive of a date folder, sorted."""
+    src = Path(src)
+    if not src.is_dir():
+        raise FileNotFoundError(f"KITTI folder not found: {src}")
+    if any(src.glob("image_0[0-3]")):
+        return [src]
+    drives = sorted(p for p in src.iterdir() if p.is_dir() and any(p.glob("image_0[0-3]")))
+    if not drives:
+        raise FileNotFoundError(f"{src} is neither a KITTI drive (no image_0x folder) nor a date folder with drives")
+    return drives
+
+
+def read_timestamps(path: Path) -> list[int]:
+    """KITTI ``timestamps.txt`` (``2011-09-26 13:02:25.964389445`` per line) -> ns since the epoch (as UTC)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        day_time, _, frac = line.strip().partition(".")
+        secs = dt.datetime.strptime(day_time, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc).timestamp()
+        out.append(int(secs) * 1_000_000_000 + int((frac + "000000000")[:9]))
+    return out
+
+
+def camera_info_matrices(P_rect: np.ndarray, rect_size: tuple[int, int], image_size: tuple[int, int],
+                         tx_metres: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(K 3x3, P 3x4) in pixels of ``image_size`` from a KITTI ``P_rect`` for ``rect_size``; P[0,3] = -fx * tx."""
+    sx, sy = image_size[0] / rect_size[0], image_size[1] / rect_size[1]
+    K = np.array(P_rect[:3, :3], dtype=np.float64)
+    K[0] *= sx
+    K[1] *= sy
+    K[2] = [0.0, 0.0, 1.0]
+    P = np.zeros((3, 4))
+    P[:, :3] = K
+    P[0, 3] = -K[0, 0] * tx_metres
+    return K, P
+
+
+def _frames(drive: Path, cam: int) -> dict[int, Path]:
+    d = drive / f"image_0{cam}" / "data"
+    if not d.is_dir():
+        raise FileNotFoundError(f"no image folder {d}")
+    return {int(p.stem): p for p in sorted(d.iterdir()) if p.stem.isdigit() and p.suffix.lower() in (".png", ".jpg", ".jpeg")}
+
+
+def write_kitti_bag(src, out, *, compressed: bool = False, fmt: str = "png", rate: float = 10.0, camera: int = 2,
+                    stereo: bool = False, topic_prefix: str = "/camera", frames: tuple | None = None,
+                    storage: str = "mcap", overwrite: bool = False) -> dict:
+    """Write the bag (see module docstring). Returns {"path", "topics": {topic: count}, "frames"}."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    out = Path(out)
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out} exists (pass --overwrite)")
+        shutil.rmtree(out) if out.is_dir() else out.unlink()
+    if fmt not in ("png", "jpeg"):
+        raise ValueError(f"format must be png or jpeg, got {fmt!r}")
+    single = out.suffix in (".mcap", ".db3")
+    plugin = {"mcap": StoragePlugin.MCAP, ".mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3,
+              ".db3": StoragePlugin.SQLITE3}[out.suffix if single else storage]
+    ts = get_typestore(Stores.ROS2_JAZZY)
+    T = ts.types
+    cams = [2, 3] if stereo else [camera]
+    prefix = topic_prefix.rstrip("/")
+    names = {2: "left", 3: "right"} if stereo else {camera: None}
+    drives = find_drives(Path(src))
+    tmp_dir = out.with_name(out.name + f".tmp{os.getpid()}") if single else out
+    counts: dict[str, int] = {}
+    n_frames = 0
+    try:
+        with Writer(tmp_dir, version=9, storage_plugin=plugin) as writer:
+            conns = {}
+            for c in cams:
+                ns = prefix + (f"/{names[c]}" if names[c] else "")
+                img_topic = ns + ("/image_raw/compressed" if compressed else "/image_raw")
+                img_type = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
+                conns[c] = (writer.add_connection(img_topic, img_type, typestore=ts),
+                            writer.add_connection(ns + "/camera_info", "sensor_msgs/msg/CameraInfo", typestore=ts),
+                            img_topic, ns + "/camera_info", img_type)
+            for d_idx, drive in enumerate(drives):
+                cal_dir = drive.parent
+                per_cam = {c: _frames(drive, c) for c in cams}
+                ids = sorted(set.intersection(*(set(v) for v in per_cam.values())))
+                if frames is not None:
+                    ids = ids[slice(*frames)]
+                baseline = kcalib.stereo_baseline(cal_dir) if stereo else 0.0
+                setup = {}
+                for c in cams:
+                    ts_file = drive / f"image_0{c}" / "timestamps.txt"
+                    setup[c] = (read_timestamps(ts_file) if ts_file.exists() else None,
+                                kcalib.load_cam_intrinsics(cal_dir, c), kcalib.load_image_size(cal_dir, c))
+                for fid in ids:
+                    for c in cams:
+                        stamps, P_rect, rect_size = setup[c]
+                        img_conn, info_conn, img_topic, info_topic, img_type = conns[c]
+                        path = per_cam[c][fid]
+                        rgb = read_image_file(path)
+                        h, w = rgb.shape[:2]
+                        if stamps is not None and fid < len(stamps):
+                            stamp = stamps[fid]
+                        else:
+                            stamp = T0_NS + d_idx * 1000 * 10**9 + int(round(fid * 1e9 / rate))
+                        header = T["std_msgs/msg/Header"](
+                            stamp=T["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9),
+                            frame_id=f"camera{c}_optical_frame")
+                        if compressed:
+                            same = path.suffix.lower() == (".png" if fmt == "png" else ".jpg")
+                            data = np.fromfile(path, dtype=np.uint8) if same else np.frombuffer(
+                                cv2.imencode("." + fmt, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes(), np.uint8)
+                            msg = T[img_type](header=header, format=f"rgb8; {fmt} compressed bgr8", data=data)
+                        else:
+                            msg = T[img_type](header=header, height=h, width=w, encoding="rgb8", is_bigendian=0,
+                                              step=w * 3, data=rgb.reshape(-1))
+                        tx = baseline if (stereo and c == 3) else 0.0
+                        K, P = camera_info_matrices(P_rect, rect_size, (w, h), tx)
+                        info = T["sensor_msgs/msg/CameraInfo"](
+                            header=header, height=h, width=w, distortion_model="plumb_bob", d=np.zeros(5),
+                            k=K.reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0,
+                            roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                                       do_rectify=False))
+                        writer.write(img_conn, stamp, ts.serialize_cdr(msg, img_type))
+                        writer.write(info_conn, stamp, ts.serialize_cdr(info, "sensor_msgs/msg/CameraInfo"))
+                        counts[img_topic] = counts.get(img_topic, 0) + 1
+                        counts[info_topic] = counts.get(info_topic, 0) + 1
+                n_frames += len(ids)
+        if single:
+            (storage_file,) = [p for p in tmp_dir.iterdir() if p.suffix == out.suffix]
+            os.replace(storage_file, out)
+    finally:
+        if single and tmp_dir.exists():
+            shutil.rmtree(tmp_dir)
+    if n_frames == 0:
+        raise ValueError(f"no frames written from {src} (cameras {cams}, frames {frames})")
+    return {"path": str(out), "topics": counts, "frames": n_frames}
+
+
+def _slice(text: str) -> tuple:
+    a, _, b = text.partition(":")
+    return (int(a) if a else None, int(b) if b else None)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m train.make_bag", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("src", help="KITTI raw drive folder (<date>/<drive>_sync) or date folder")
+    ap.add_argument("out", help="out.mcap | out.db3 (single file) or a folder name (rosbag2 folder)")
+    ap.add_argument("--compressed", action="store_true", help="write sensor_msgs/CompressedImage")
+    ap.add_argument("--format", default="png", choices=["png", "jpeg"], help="compression (default png, lossless)")
+    ap.add_argument("--rate", type=float, default=10.0, help="Hz for stamps when timestamps.txt is absent")
+    ap.add_argument("--camera", type=int, default=2, choices=[0, 1, 2, 3], help="KITTI camera (mono)")
+    ap.add_argument("--stereo", action="store_true", help="cameras 2 and 3 under <prefix>/left and /right")
+    ap.add_argument("--topic-prefix", default="/camera")
+    ap.add_argument("--frames", type=_slice, default=None, help="python slice of the frames, e.g. 0:40")
+    ap.add_argument("--storage", default="mcap", choices=["mcap", "sqlite3"], help="for a folder OUT")
+    ap.add_argument("--overwrite", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        info = write_kitti_bag(a.src, a.out, compressed=a.compressed, fmt=a.format, rate=a.rate, camera=a.camera,
+                               stereo=a.stereo, topic_prefix=a.topic_prefix, frames=a.frames, storage=a.storage,
+                               overwrite=a.overwrite)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
+        print(f"make_bag: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {info['path']}: {info['frames']} frames; " +
+          ", ".join(f"{t} ({n})" for t, n in info["topics"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
