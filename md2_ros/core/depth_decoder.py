@@ -15,10 +15,13 @@ NUM_CH_DEC = (16, 32, 64, 128, 256)
 
 
 class DepthDecoder(nn.Module):
-    """``forward(features) -> {("disp", s): B×1×(H/2^s)×(W/2^s)}`` for s in ``scales``."""
+    """``forward(features) -> {("disp", s): B×C×(H/2^s)×(W/2^s)}`` for s in ``scales`` (C = ``num_output_channels``,
+    1 for depth; the predictive-mask ablation uses one channel per source frame)."""
 
-    def __init__(self, num_ch_enc: list[int], scales=(0, 1, 2, 3), use_skips: bool = True):
+    def __init__(self, num_ch_enc: list[int], scales=(0, 1, 2, 3), use_skips: bool = True,
+                 num_output_channels: int = 1):
         super().__init__()
+        self.num_output_channels = num_output_channels
         self.scales = tuple(scales)
         if not all(0 <= s <= 3 for s in self.scales):
             raise ValueError(f"scales must be within 0..3, got {self.scales}")
@@ -31,7 +34,7 @@ class DepthDecoder(nn.Module):
             cin = NUM_CH_DEC[i] + (self.num_ch_enc[i - 1] if use_skips and i > 0 else 0)
             layers.append(ConvBlock(cin, NUM_CH_DEC[i]))
         # disparity heads are always built for scales 0..3 so the checkpoint layout is fixed
-        layers += [Conv3x3(NUM_CH_DEC[s], 1) for s in range(4)]
+        layers += [Conv3x3(NUM_CH_DEC[s], num_output_channels) for s in range(4)]
         self.decoder = nn.ModuleList(layers)
         self.sigmoid = nn.Sigmoid()
 

@@ -1,0 +1,187 @@
+"""One typed training config: dataclasses loaded from YAML, overridden by ``key=value`` arguments.
+
+Nested fields use dots: ``data.path=/data/kitti``, ``batch_size=6``, ``frame_ids=[0,-1,1,s]``.
+Values are parsed as YAML scalars/lists, then checked against the field types.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+
+@dataclass
+class DataConfig:
+    kind: str = "kitti"            # kitti | rosbag | folder
+    path: str = ""                 # KITTI root, bag file/folder, or image folder
+    split: str = "eigen_zhou"      # kitti: split name (train/datasets/splits) or folder of split files; "all" = every frame
+    image_ext: str = "auto"        # kitti: png | jpg | auto
+    image_topic: str = ""          # rosbag: Image or CompressedImage topic ("" = the bag's only image topic)
+    camera_info_topic: str = ""                     # rosbag: default <image ns>/camera_info
+    right_image_topic: str = ""                     # rosbag stereo (optional)
+    right_camera_info_topic: str = ""
+    max_gap: float = 0.0           # rosbag: max seconds between consecutive frames (0 = 2.5 × median period)
+    static_threshold: float = 0.005  # rosbag: drop triplets whose mean |Δ| (0..1 intensity) is below this; 0 keeps all
+    intrinsics: str = ""           # folder: YAML with fx, fy, cx, cy (pixels) and width, height
+    val_fraction: float = 0.0      # fraction of samples held out for validation when no split exists
+    num_workers: int = 4           # DataLoader workers per process (= per GPU)
+
+
+@dataclass
+class TrainConfig:
+    # model
+    num_layers: int = 18
+    weights_init: str = "none"     # path to a torchvision-layout ResNet state_dict, or "none" (from scratch)
+    pose_model_type: str = "separate_resnet"  # separate_resnet | shared | posecnn
+    pose_model_input: str = "pairs"           # pairs | all
+    # geometry / size
+    height: int = 192
+    width: int = 640
+    frame_ids: list = field(default_factory=lambda: [0, -1, 1])
+    scales: list = field(default_factory=lambda: [0, 1, 2, 3])
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    # loss
+    disparity_smoothness: float = 1e-3
+    avg_reprojection: bool = False
+    disable_automasking: bool = False
+    predictive_mask: bool = False
+    no_ssim: bool = False
+    v1_multiscale: bool = False
+    # optimisation
+    batch_size: int = 12
+    learning_rate: float = 1e-4
+    scheduler_step_size: int = 15
+    num_epochs: int = 20
+    max_steps: int = 0             # stop after this many optimizer steps (0 = run all epochs)
+    grad_clip: float = 0.0         # max grad norm (0 = off)
+    amp: str = "none"              # none | bf16 | fp16 (CUDA only; fp16 uses a GradScaler)
+    channels_last: bool = False
+    device: str = "auto"           # auto | cpu | cuda | cuda:N (torchrun sets cuda:LOCAL_RANK)
+    seed: int = 0
+    # output
+    log_dir: str = "runs/md2"
+    log_every: int = 50            # steps between TensorBoard scalars
+    image_every: int = 500         # steps between TensorBoard depth images
+    save_every: int = 1000         # steps between resumable checkpoints (and one each epoch)
+    progress: bool = True          # tqdm progress bar (rank 0)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def use_stereo(self) -> bool:
+        return "s" in self.frame_ids
+
+    @property
+    def temporal_ids(self) -> list:
+        return [f for f in self.frame_ids[1:] if f != "s"]
+
+    def validate(self) -> None:
+        def bad(msg):
+            raise ValueError(f"config: {msg}")
+        if self.num_layers not in (18, 34, 50):
+            bad(f"num_layers must be 18, 34 or 50, got {self.num_layers}")
+        if self.height % 32 or self.width % 32 or self.height <= 0 or self.width <= 0:
+            bad(f"height/width must be positive multiples of 32, got {self.width}×{self.height}")
+        fids = [f if f == "s" else int(f) for f in self.frame_ids]
+        if not fids or fids[0] != 0 or len(set(fids)) != len(fids) or len(fids) < 2:
+            bad(f"frame_ids must start with 0 and list at least one source, got {self.frame_ids}")
+        self.frame_ids = fids
+        if not self.scales or any(s not in (0, 1, 2, 3) for s in self.scales):
+            bad(f"scales must be a subset of 0..3, got {self.scales}")
+        if self.pose_model_type not in ("separate_resnet", "shared", "posecnn"):
+            bad(f"pose_model_type must be separate_resnet, shared or posecnn, got {self.pose_model_type}")
+        if self.pose_model_input not in ("pairs", "all"):
+            bad(f"pose_model_input must be pairs or all, got {self.pose_model_input}")
+        if self.amp not in ("none", "bf16", "fp16"):
+            bad(f"amp must be none, bf16 or fp16, got {self.amp}")
+        if self.data.kind not in ("kitti", "rosbag", "folder"):
+            bad(f"data.kind must be kitti, rosbag or folder, got {self.data.kind}")
+        if self.batch_size < 1 or self.learning_rate <= 0 or self.num_epochs < 1:
+            bad("batch_size, learning_rate and num_epochs must be positive")
+        if not 0 < self.min_depth < self.max_depth:
+            bad(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value, typ, name):
+    origin = typing.get_origin(typ) or typ
+    if typ in ("bool", bool):
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"config: {name} must be true/false, got {value!r}")
+    if typ in ("int", int):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise ValueError(f"config: {name} must be an integer, got {value!r}")
+        return int(value)
+    if typ in ("float", float):
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"config: {name} must be a number, got {value!r}")
+        return float(value)
+    if typ in ("str", str):
+        return "none" if value is None else str(value)
+    if typ in ("list", list) or origin is list:
+        if not isinstance(value, list):
+            raise ValueError(f"config: {name} must be a list, got {value!r}")
+        return value
+    return value
+
+
+def _apply(obj, values: dict, prefix: str = "") -> None:
+    hints = {f.name: f.type for f in dataclasses.fields(obj)}
+    for key, value in values.items():
+        if key not in hints:
+            raise ValueError(f"config: unknown option {prefix}{key!r}; known: {', '.join(sorted(hints))}")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ValueError(f"config: {prefix}{key} must be a mapping")
+            _apply(current, value, f"{prefix}{key}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], prefix + key))
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    """["a=1", "data.path=x"] -> {"a": 1, "data": {"path": "x"}} (values parsed as YAML)."""
+    out: dict = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"config override {item!r} must look like key=value")
+        key, raw = item.split("=", 1)
+        node = out
+        *parents, leaf = key.strip().split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = yaml.safe_load(raw) if raw != "" else ""
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults ← YAML file ← overrides; validated. Unknown keys are errors naming the key."""
+    cfg = TrainConfig()
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+        values = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: a training config must be a YAML mapping")
+        try:
+            _apply(cfg, values)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+    _apply(cfg, parse_overrides(list(overrides)))
+    cfg.validate()
+    return cfg

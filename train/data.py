@@ -1,0 +1,42 @@
+"""Build the dataset a training config names (KITTI, a ROS 2 bag, or an image folder)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+
+
+def _kitti_drives(root: Path) -> list[Path]:
+    """Drive folders under a KITTI root (``<date>/<drive>_sync``), or ``root`` itself if it is one."""
+    if (root / "image_02").is_dir() or (root / "image_03").is_dir():
+        return [root]
+    drives = sorted(p for p in root.glob("*/*_sync") if p.is_dir())
+    if not drives:
+        raise FileNotFoundError(f"no KITTI drive folders (<date>/<drive>_sync) under {root}")
+    return drives
+
+
+def build_dataset(cfg: TrainConfig, is_train: bool = True):
+    """Return a torch Dataset yielding the sample dict of ``train.datasets.base``."""
+    from .datasets import ImageFolderDataset, KittiRAWDataset, RosbagDataset
+
+    d = cfg.data
+    if not d.path:
+        raise ValueError("config: data.path is empty (a KITTI root, a bag, or an image folder)")
+    path = Path(d.path).expanduser()
+    common = dict(frame_ids=tuple(cfg.frame_ids), height=cfg.height, width=cfg.width, num_scales=4,
+                  is_train=is_train)
+    if d.kind == "kitti":
+        ext = None if d.image_ext == "auto" else d.image_ext
+        if d.split == "all" or (path / "image_02").is_dir():
+            parts = [KittiRAWDataset.from_folder(p, img_ext=ext, **common) for p in _kitti_drives(path)]
+            return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
+        return KittiRAWDataset.from_split(path, d.split, "train" if is_train else "val", img_ext=ext, **common)
+    if d.kind == "rosbag":
+        return RosbagDataset(path, d.image_topic or None, d.camera_info_topic or None, **common,
+                             max_gap=d.max_gap or None, static_threshold=d.static_threshold,
+                             right_image_topic=d.right_image_topic or None,
+                             right_camera_info_topic=d.right_camera_info_topic or None)
+    return ImageFolderDataset(path, d.intrinsics or None, **common)
