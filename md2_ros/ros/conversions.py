@@ -1,0 +1,341 @@
+"""sensor_msgs <-> numpy without cv_bridge or sensor_msgs_py.
+
+Every function validates its message *before* allocating anything sized by
+the message: a header claiming 100000×100000 pixels with 10 bytes of data is
+rejected by comparing ``len(data)`` with ``step·height`` (plain Python ints),
+never by trying to build the array. All failures raise :class:`ConversionError`
+(a ``ValueError``) whose text names the cause; the node catches that one type.
+
+Arrays are H×W (one channel) or H×W×C, native byte order. Colour images for the
+network are H×W×3 uint8 **RGB**. Depth is H×W float32 metres, NaN = invalid.
+"""
+from __future__ import annotations
+
+import array
+import struct
+import sys
+
+import cv2
+import numpy as np
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
+
+MAX_SIDE = 32768            # pixels per side we accept
+MAX_PIXELS = 1 << 25        # 33.5 Mpx (8K UHD fits)
+
+# encoding -> (numpy dtype char, channels)
+ENCODINGS = {
+    "rgb8": ("u1", 3), "bgr8": ("u1", 3), "rgba8": ("u1", 4), "bgra8": ("u1", 4),
+    "mono8": ("u1", 1), "mono16": ("u2", 1), "16UC1": ("u2", 1), "32FC1": ("f4", 1),
+}
+_NATIVE_BIG = sys.byteorder == "big"
+
+
+class ConversionError(ValueError):
+    """A message that cannot be converted; the text says why."""
+
+
+# ---------------------------------------------------------------------------
+# Image -> numpy
+# ---------------------------------------------------------------------------
+def bytes_per_pixel(encoding: str) -> int:
+    """Bytes per pixel of a supported ``encoding``; ConversionError otherwise."""
+    if encoding not in ENCODINGS:
+        hint = " (debayer it first, e.g. image_proc)" if encoding.startswith("bayer") else ""
+        raise ConversionError(f"unsupported image encoding {encoding!r}{hint}; supported: {sorted(ENCODINGS)}")
+    char, channels = ENCODINGS[encoding]
+    return int(char[1]) * channels
+
+
+def check_size(width: int, height: int, what: str = "image") -> None:
+    """Reject zero, negative or absurd sizes (see MAX_SIDE, MAX_PIXELS)."""
+    if width <= 0 or height <= 0:
+        raise ConversionError(f"{what} has zero size {width}x{height}")
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise ConversionError(f"{what} size {width}x{height} exceeds the limit "
+                              f"({MAX_SIDE} per side, {MAX_PIXELS} pixels)")
+
+
+def _buffer(data) -> np.ndarray:
+    """Zero-copy uint8 view of a message's ``data`` (array.array, bytes, ...)."""
+    try:
+        return np.frombuffer(memoryview(data), dtype=np.uint8)
+    except (TypeError, ValueError):
+        return np.asarray(data, dtype=np.uint8)
+
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> H×W or H×W×C array (native byte order).
+
+    Handles row padding (``step > width·bpp``) and ``is_bigendian``. The result
+    may share memory with ``msg.data``; copy it before writing.
+    """
+    bpp = bytes_per_pixel(msg.encoding)
+    width, height, step = int(msg.width), int(msg.height), int(msg.step)
+    check_size(width, height)
+    if step < width * bpp:
+        raise ConversionError(f"step {step} < width·bytes_per_pixel = {width}·{bpp} for {msg.encoding}")
+    n = len(msg.data)
+    if n != step * height:
+        raise ConversionError(f"data length {n} != step·height = {step}·{height} = {step * height}")
+    char, channels = ENCODINGS[msg.encoding]
+    rows = _buffer(msg.data).reshape(height, step)[:, :width * bpp]
+    order = ">" if msg.is_bigendian else "<"
+    dtype = np.dtype(order + char) if char != "u1" else np.dtype(np.uint8)
+    arr = np.ascontiguousarray(rows).view(dtype) if step != width * bpp else rows.view(dtype)
+    if dtype.byteorder not in ("=", "|") and (dtype.byteorder == ">") != _NATIVE_BIG:
+        arr = arr.astype(dtype.newbyteorder("="))
+    return arr.reshape(height, width, channels) if channels > 1 else arr.reshape(height, width)
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """Any supported Image -> contiguous H×W×3 uint8 RGB for the network.
+
+    mono16/16UC1 keep their top 8 bits (value >> 8); 32FC1 is read as intensity
+    in [0, 1] (the cv_bridge convention for float images), clipped, NaN -> 0.
+    """
+    arr = image_to_numpy(msg)
+    enc = msg.encoding
+    if enc == "rgb8":
+        return np.ascontiguousarray(arr)
+    if enc == "bgr8":
+        return np.ascontiguousarray(arr[..., ::-1])
+    if enc == "rgba8":
+        return np.ascontiguousarray(arr[..., :3])
+    if enc == "bgra8":
+        return np.ascontiguousarray(arr[..., 2::-1])
+    if enc == "mono8":
+        grey = arr
+    elif enc in ("mono16", "16UC1"):
+        grey = (arr >> 8).astype(np.uint8)
+    else:  # 32FC1
+        grey = (np.clip(np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
+
+
+# ---------------------------------------------------------------------------
+# CompressedImage -> numpy
+# ---------------------------------------------------------------------------
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first JPEG SOF segment, or None if not found."""
+    i, n = 2, len(buf)
+    while i + 4 <= n:
+        if buf[i] != 0xFF:
+            return None
+        marker = buf[i + 1]
+        if marker == 0xFF:          # fill byte
+            i += 1
+            continue
+        if marker in (0x01,) or 0xD0 <= marker <= 0xD9:   # no length field
+            i += 2
+            continue
+        seg_len = struct.unpack(">H", buf[i + 2:i + 4])[0]
+        if marker in _SOF:
+            if i + 9 > n:
+                return None
+            h, w = struct.unpack(">HH", buf[i + 5:i + 9])
+            return w, h
+        if seg_len < 2:
+            return None
+        i += 2 + seg_len
+    return None
+
+
+def compressed_size(data: bytes) -> tuple[str, int | None, int | None]:
+    """(kind, width, height) read from the PNG/JPEG header without decoding."""
+    if data[:8] == _PNG_MAGIC:
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ConversionError("PNG without an IHDR header")
+        w, h = struct.unpack(">II", data[16:24])
+        return "png", w, h
+    if data[:3] == b"\xff\xd8\xff":
+        size = _jpeg_size(data)
+        return ("jpeg",) + (size if size else (None, None))
+    raise ConversionError("CompressedImage data is neither JPEG nor PNG")
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg or png) -> H×W×3 uint8 RGB.
+
+    The size in the file header is checked before decoding (no decompression
+    bombs); corrupt or truncated data raises ConversionError.
+    """
+    fmt = str(msg.format)
+    if "compressedDepth" in fmt:
+        raise ConversionError(f"compressedDepth ({fmt!r}) is a depth image, not a camera image")
+    data = bytes(_buffer(msg.data)) if not isinstance(msg.data, bytes) else msg.data
+    if not data:
+        raise ConversionError("CompressedImage has no data")
+    kind, w, h = compressed_size(data)
+    if w is not None:
+        check_size(w, h, f"{kind} image")
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None or bgr.size == 0:
+        raise ConversionError(f"corrupt or truncated {kind} data ({len(data)} bytes, format {fmt!r})")
+    check_size(bgr.shape[1], bgr.shape[0], f"{kind} image")
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+# ---------------------------------------------------------------------------
+# numpy -> Image
+# ---------------------------------------------------------------------------
+def _to_array_b(arr: np.ndarray) -> array.array:
+    out = array.array("B")
+    out.frombytes(memoryview(np.ascontiguousarray(arr)).cast("B"))
+    return out
+
+
+def numpy_to_image(arr: np.ndarray, encoding: str, header=None) -> Image:
+    """H×W or H×W×C array -> sensor_msgs/Image (dense rows, native byte order).
+
+    ``header`` is used as given (not copied): outputs keep the input stamp and frame_id.
+    """
+    bytes_per_pixel(encoding)
+    char, channels = ENCODINGS[encoding]
+    arr = np.asarray(arr)
+    want = (2 if channels == 1 else 3)
+    if arr.ndim != want or (channels > 1 and arr.shape[2] != channels):
+        want_shape = "H×W" if channels == 1 else f"H×W×{channels}"
+        raise ConversionError(f"{encoding} needs shape {want_shape}, got {arr.shape}")
+    if arr.dtype.kind != np.dtype(char).kind or arr.dtype.itemsize != np.dtype(char).itemsize:
+        raise ConversionError(f"{encoding} needs dtype {np.dtype(char)}, got {arr.dtype}")
+    height, width = arr.shape[:2]
+    check_size(width, height)
+    arr = arr.astype(np.dtype(char).newbyteorder("="), copy=False)
+    msg = Image(height=height, width=width, encoding=encoding, is_bigendian=_NATIVE_BIG,
+                step=width * arr.dtype.itemsize * channels)
+    if header is not None:
+        msg.header = header
+    msg.data = _to_array_b(arr)
+    return msg
+
+
+def depth_to_image(depth: np.ndarray, header=None) -> Image:
+    """H×W depth (metres, NaN invalid) -> 32FC1 Image."""
+    depth = np.asarray(depth)
+    if depth.ndim != 2:
+        raise ConversionError(f"depth must be H×W, got {depth.shape}")
+    return numpy_to_image(depth.astype(np.float32, copy=False), "32FC1", header)
+
+
+COLORMAPS = {name[len("COLORMAP_"):].lower(): getattr(cv2, name) for name in dir(cv2) if name.startswith("COLORMAP_")}
+
+
+def colorize_depth(depth: np.ndarray, colormap: str = "magma") -> np.ndarray:
+    """H×W depth -> H×W×3 uint8 **BGR** picture of inverse depth (near = bright).
+
+    Normalised per frame from the smallest disparity to its 95th percentile
+    (robust to a few very near pixels); NaN/invalid pixels are black.
+    """
+    if colormap not in COLORMAPS:
+        raise ConversionError(f"unknown colormap {colormap!r}; choose from {sorted(COLORMAPS)}")
+    depth = np.asarray(depth, dtype=np.float32)
+    valid = np.isfinite(depth) & (depth > 0)
+    disp = np.zeros(depth.shape, np.float32)
+    np.divide(1.0, depth, out=disp, where=valid)
+    if valid.any():
+        values = disp[valid]
+        lo = float(values.min())
+        hi = float(np.percentile(values, 95))
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        grey = np.clip((disp - lo) * scale, 0, 255).astype(np.uint8)
+    else:
+        grey = np.zeros(depth.shape, np.uint8)
+    bgr = cv2.applyColorMap(grey, COLORMAPS[colormap])
+    bgr[~valid] = 0
+    return bgr
+
+
+# ---------------------------------------------------------------------------
+# PointCloud2
+# ---------------------------------------------------------------------------
+CLOUD_FIELDS = (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
+POINT_STEP = 16
+
+
+def cloud_fields() -> list[PointField]:
+    """x, y, z, rgb as FLOAT32 at offsets 0/4/8/12 (rgb = 0x00RRGGBB bits in a float)."""
+    return [PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1) for n, o in CLOUD_FIELDS]
+
+
+def depth_to_points(depth: np.ndarray, K: np.ndarray, stride: int = 1, min_depth: float = 0.0,
+                    max_depth: float = float("inf"), out: np.ndarray | None = None) -> np.ndarray:
+    """Back-project H×W depth through 3×3 pixel intrinsics ``K`` -> h×w×3 float32 (x, y, z).
+
+    Pixel (u, v) (u = column) sees the point z·K⁻¹[u, v, 1]ᵀ in the optical frame (z forward,
+    x right, y down). Sampled every ``stride`` pixels from (0, 0): h = ceil(H/stride).
+    Points whose depth is non-finite or outside [min_depth, max_depth] are NaN.
+    ``out``: optional h×w×C float32 array (C >= 3) whose first three channels receive x, y, z.
+    """
+    if depth.ndim != 2:
+        raise ConversionError(f"depth must be H×W, got {depth.shape}")
+    K = np.asarray(K, dtype=np.float64)
+    fx, skew, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
+    if not (np.isfinite([fx, fy, cx, cy, skew]).all() and fx > 0 and fy > 0):
+        raise ConversionError(f"invalid intrinsics fx={fx}, fy={fy}, cx={cx}, cy={cy}")
+    if int(stride) < 1:
+        raise ConversionError(f"stride must be >= 1, got {stride}")
+    stride = int(stride)
+    d = np.asarray(depth[::stride, ::stride], dtype=np.float32)
+    u = np.arange(0, depth.shape[1], stride, dtype=np.float64)
+    v = np.arange(0, depth.shape[0], stride, dtype=np.float64)
+    yn = ((v - cy) / fy).astype(np.float32)[:, None]
+    xn = ((u[None, :] - cx - skew * (v[:, None] - cy) / fy) / fx).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        valid = np.isfinite(d) & (d >= min_depth) & (d <= max_depth)
+    if out is None:
+        out = np.empty(d.shape + (3,), np.float32)
+    z = out[..., 2]
+    np.copyto(z, d)
+    z[~valid] = np.nan
+    np.multiply(xn, z, out=out[..., 0])
+    np.multiply(yn, z, out=out[..., 1])
+    return out[..., :3]
+
+
+def depth_to_cloud(depth: np.ndarray, K: np.ndarray, header=None, rgb: np.ndarray | None = None, stride: int = 1,
+                   min_depth: float = 0.0, max_depth: float = float("inf")) -> PointCloud2:
+    """Organized PointCloud2 (height h, width w, see :func:`depth_to_points`) with packed colour.
+
+    Byte layout = ``sensor_msgs_py.point_cloud2.create_cloud(header, cloud_fields(), pts)`` for the
+    points in row-major order (little-endian x, y, z, rgb float32; point_step 16), with
+    height = h, width = w, row_step = 16·w, is_dense = False. ``rgb`` (H×W×3 uint8 RGB, same
+    size as depth) is sampled with the same stride; without it the colour is 0 (black).
+    """
+    if rgb is not None:
+        rgb = np.asarray(rgb)
+        if rgb.shape != np.shape(depth) + (3,) or rgb.dtype != np.uint8:
+            raise ConversionError(f"rgb must be {np.shape(depth) + (3,)} uint8, got {rgb.shape} {rgb.dtype}")
+    s = max(int(stride), 1)
+    h, w = -(-np.shape(depth)[0] // s), -(-np.shape(depth)[1] // s)
+    out = np.empty((h, w, 4), "<f4")
+    depth_to_points(depth, K, stride, min_depth, max_depth, out=out)
+    raw = out.view(np.uint8).reshape(h, w, 16)     # rgb float = little-endian bytes B, G, R, 0
+    if rgb is not None:
+        raw[..., 12:15] = rgb[::s, ::s, ::-1]
+    else:
+        raw[..., 12:15] = 0
+    raw[..., 15] = 0
+    msg = PointCloud2(height=h, width=w, fields=cloud_fields(), is_bigendian=False, point_step=POINT_STEP,
+                      row_step=POINT_STEP * w, is_dense=False)
+    if header is not None:
+        msg.header = header
+    msg.data = _to_array_b(out)
+    return msg
+
+
+def cloud_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray]:
+    """Our PointCloud2 layout -> (h×w×3 float32 xyz, h×w×3 uint8 RGB). For tests and tools."""
+    names = [(f.name, f.offset, f.datatype) for f in msg.fields]
+    if names != [(n, o, PointField.FLOAT32) for n, o in CLOUD_FIELDS] or msg.point_step != POINT_STEP:
+        raise ConversionError(f"unexpected cloud layout {names}, point_step {msg.point_step}")
+    h, w = int(msg.height), int(msg.width)
+    if msg.row_step != POINT_STEP * w or len(msg.data) != msg.row_step * h:
+        raise ConversionError(f"cloud data length {len(msg.data)} != row_step·height")
+    raw = _buffer(msg.data).view(">f4" if msg.is_bigendian else "<f4").reshape(h, w, 4)
+    bits = raw[..., 3].astype(np.float32).view(np.uint32)
+    rgb = np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=-1).astype(np.uint8)
+    return raw[..., :3].astype(np.float32), rgb

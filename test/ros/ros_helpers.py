@@ -1,0 +1,171 @@
+"""Helpers for the ROS tests and the latency bench: KITTI frames as messages, a node
+subprocess, and a test-side rclpy harness that publishes inputs and collects outputs."""
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DRIVE = "2011_09_26/2011_09_26_drive_seq78_sync/image_02/data"
+
+
+def isolate_ros_env() -> int:
+    """Localhost-only discovery and a per-session ROS_DOMAIN_ID in 1..101 (Linux-safe range:
+    higher ids up to 214 can collide with ephemeral ports). Returns the domain id."""
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 101))
+    return int(os.environ["ROS_DOMAIN_ID"])
+
+
+def kitti_frame(kitti_mini: pathlib.Path, index: int, size=None) -> np.ndarray:
+    """Frame ``index`` of the sample drive as H×W×3 uint8 RGB, optionally resized to (W, H)."""
+    path = kitti_mini / DRIVE / f"{index:010d}.png"
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise FileNotFoundError(f"cannot read KITTI frame {path}")
+    if size is not None:
+        bgr = cv2.resize(bgr, tuple(size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(bgr[..., ::-1])
+
+
+def kitti_camera_info(kitti_mini: pathlib.Path, width: int, height: int, frame_id: str = "camera2_optical"):
+    """CameraInfo from P_rect_02 of calib_cam_to_cam.txt, scaled from S_rect_02 to width×height."""
+    from md2_ros.ros.intrinsics import camera_info_from_kitti, read_kitti_calib
+    calib = read_kitti_calib(kitti_mini / "2011_09_26" / "calib_cam_to_cam.txt")
+    w0, h0 = calib["S_rect_02"]
+    return camera_info_from_kitti(calib["P_rect_02"], width, height, frame_id, width / w0, height / h0)
+
+
+def header(sec: int, nanosec: int = 0, frame_id: str = "camera2_optical"):
+    from std_msgs.msg import Header
+    h = Header(frame_id=frame_id)
+    h.stamp.sec, h.stamp.nanosec = int(sec), int(nanosec)
+    return h
+
+
+def write_params(path: pathlib.Path, model_path, **overrides) -> pathlib.Path:
+    """A params YAML like config/depth.yaml with ``model_path`` and overrides set."""
+    import yaml
+    base = yaml.safe_load((ROOT / "config" / "depth.yaml").read_text())
+    params = base["/**"]["ros__parameters"]
+    params.update(model_path=str(model_path), **overrides)
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    return path
+
+
+class NodeProcess:
+    """``python -m md2_ros.ros.run`` in a subprocess; stop() sends SIGINT and returns the log."""
+
+    def __init__(self, params_file, *extra, log_path=None):
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+        self.log_path = pathlib.Path(log_path or f"/tmp/md2_node_{os.getpid()}.log")
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "md2_ros.ros.run", "--params-file", str(params_file),
+                                      *extra], cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self, timeout=10.0) -> str:
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.log_path.read_text()
+
+
+def stamp_key(h) -> tuple:
+    return (h.stamp.sec, h.stamp.nanosec, h.frame_id)
+
+
+class Harness:
+    """Test-side node: publishes image/camera_info for each camera prefix and records every
+    output by (stamp, frame_id). Spins only inside ``wait``."""
+
+    def __init__(self, name="md2_test_harness", cameras=("",), node_ns="/depth_node", compressed=True):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+        self.rclpy = rclpy
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.pub, self.got, self.diagnostics = {}, {}, []
+        for cam in cameras:
+            pre = f"{cam}/" if cam else ""
+            self.pub[cam] = {
+                "image": self.node.create_publisher(Image, f"/{pre}image_raw", qos_profile_sensor_data),
+                "camera_info": self.node.create_publisher(CameraInfo, f"/{pre}camera_info", qos_profile_sensor_data),
+            }
+            if compressed:
+                self.pub[cam]["compressed"] = self.node.create_publisher(
+                    CompressedImage, f"/{pre}image_raw/compressed", qos_profile_sensor_data)
+            for kind, typ in (("depth", Image), ("depth/camera_info", CameraInfo), ("depth_colored", Image),
+                              ("points", PointCloud2)):
+                topic = f"{node_ns}/{pre}{kind}"
+                self.node.create_subscription(typ, topic, self._recorder(cam, kind), 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
+
+    def _recorder(self, cam, kind):
+        def cb(msg):
+            self.got.setdefault((cam, kind), {})[stamp_key(msg.header)] = msg
+        return cb
+
+    def wait(self, predicate, timeout=10.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            self.executor.spin_once(timeout_sec=0.02)
+        return predicate()
+
+    def output(self, kind, hdr, cam=""):
+        return self.got.get((cam, kind), {}).get(stamp_key(hdr))
+
+    def wait_connected(self, timeout=30.0, cam="") -> bool:
+        """Until the node subscribes to our image topic and we receive its depth topic."""
+        pubs = self.pub[cam]
+        subs = [s for s in self.node.subscriptions if "depth" in s.topic_name]
+        return self.wait(lambda: pubs["image"].get_subscription_count() > 0 and all(
+            s.get_publisher_count() > 0 for s in subs), timeout)
+
+    def send(self, msg, info=None, cam="", kind="image", wait_for=("depth",), timeout=10.0):
+        """Publish ``info`` then ``msg``; return {kind: output} for the kinds in ``wait_for``
+        (None for those that did not arrive in ``timeout``)."""
+        if info is not None:
+            self.pub[cam]["camera_info"].publish(info)
+            self.wait(lambda: False, 0.05)
+        self.pub[cam][kind].publish(msg)
+        self.wait(lambda: all(self.output(k, msg.header, cam) is not None for k in wait_for), timeout)
+        return {k: self.output(k, msg.header, cam) for k in wait_for}
+
+    def latest_status(self, contains=""):
+        for arr in reversed(self.diagnostics):
+            for st in arr.status:
+                if contains in st.name:
+                    return st, {kv.key: kv.value for kv in st.values}
+        return None, {}
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.rclpy.try_shutdown(context=self.context)
