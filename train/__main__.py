@@ -37,14 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     from .data import build_dataset
     from .trainer import Trainer
 
+    from md2_ros.core.checkpoint import CheckpointError
+
+    from .datasets import BagError
+
     try:
         dataset = build_dataset(cfg, is_train=True)
-    except (ValueError, FileNotFoundError, OSError) as exc:
+        trainer = Trainer(cfg, dataset)
+        if args.resume:
+            trainer.load(args.resume)
+    except (ValueError, OSError, BagError, CheckpointError) as exc:  # bad data, config or checkpoint: say which
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    trainer = Trainer(cfg, dataset)
-    if args.resume:
-        trainer.load(args.resume)
     summary = trainer.train()
     if trainer.dist.is_main:
         summary.pop("losses")

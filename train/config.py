@@ -66,7 +66,8 @@ class TrainConfig:
     log_dir: str = "runs/md2"
     log_every: int = 50            # steps between TensorBoard scalars
     image_every: int = 500         # steps between TensorBoard depth images
-    save_every: int = 1000         # steps between resumable checkpoints (and one each epoch)
+    save_every: int = 1000         # steps between resumable checkpoints (0 = none by step)
+    epoch_checkpoints: bool = True  # also save the resumable state + a depth model at each epoch end
     progress: bool = True          # tqdm progress bar (rank 0)
     data: DataConfig = field(default_factory=DataConfig)
 
@@ -86,9 +87,16 @@ class TrainConfig:
             raise ValueError(f"config: {msg}")
         if self.num_layers not in (18, 34, 50):
             bad(f"num_layers must be 18, 34 or 50, got {self.num_layers}")
-        if self.height % 32 or self.width % 32 or self.height <= 0 or self.width <= 0:
-            bad(f"height/width must be positive multiples of 32, got {self.width}×{self.height}")
-        fids = [f if f == "s" else int(f) for f in self.frame_ids]
+        if self.height % 32 or self.width % 32 or self.height < 64 or self.width < 64:
+            # >= 64: the 1/32-scale feature map must be >= 2 pixels for the decoder's reflection padding
+            bad(f"height/width must be multiples of 32 and at least 64, got {self.width}×{self.height}")
+        def frame_id(f):
+            if f == "s" or (isinstance(f, int) and not isinstance(f, bool)):
+                return f
+            if isinstance(f, str) and f.lstrip("-").isdigit():
+                return int(f)
+            bad(f"frame_ids must be integers or 's', got {f!r} in {self.frame_ids}")
+        fids = [frame_id(f) for f in self.frame_ids]
         if not fids or fids[0] != 0 or len(set(fids)) != len(fids) or len(fids) < 2:
             bad(f"frame_ids must start with 0 and list at least one source, got {self.frame_ids}")
         self.frame_ids = fids
@@ -104,6 +112,12 @@ class TrainConfig:
             bad(f"data.kind must be kitti, rosbag or folder, got {self.data.kind}")
         if self.batch_size < 1 or self.learning_rate <= 0 or self.num_epochs < 1:
             bad("batch_size, learning_rate and num_epochs must be positive")
+        for key, value in [(k, getattr(self, k)) for k in ("max_steps", "grad_clip", "log_every", "image_every",
+                                                            "save_every")] + [("data.num_workers", self.data.num_workers)]:
+            if value < 0:
+                bad(f"{key} must be >= 0, got {value}")
+        if self.scheduler_step_size < 1:
+            bad(f"scheduler_step_size must be >= 1 (epochs), got {self.scheduler_step_size}")
         if not 0 < self.min_depth < self.max_depth:
             bad(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
 
@@ -143,7 +157,7 @@ def _apply(obj, values: dict, prefix: str = "") -> None:
     hints = {f.name: f.type for f in dataclasses.fields(obj)}
     for key, value in values.items():
         if key not in hints:
-            raise ValueError(f"config: unknown option {prefix}{key!r}; known: {', '.join(sorted(hints))}")
+            raise ValueError(f"config: unknown option {prefix + key!r}; known: {', '.join(sorted(hints))}")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):

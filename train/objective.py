@@ -33,6 +33,20 @@ def compute_losses(cfg: TrainConfig, inputs: dict, outputs: dict, generator: tor
     sources = cfg.frame_ids[1:]
     target_full = inputs[("color", 0, 0)]
     h, w = target_full.shape[2:]
+    transforms = {}
+    for f in sources:
+        if f == "s":
+            T = inputs["stereo_T"].float().clone()
+            T[:, :3, 3] = T[:, :3, 3] / STEREO_UNIT
+        else:
+            T = outputs[("cam_T_cam", 0, f)].float()
+        transforms[f] = T
+    # grid_sample clamps a NaN/inf sampling grid (border padding): the loss stays finite, and its backward
+    # then crashes the process (segfault). A non-finite pose, stereo_T or K makes the loss NaN instead,
+    # so the trainer skips the step.
+    geometry = list(transforms.values()) + [inputs[(k, s)] for k in ("K", "inv_K") for s in set(cfg.scales) | {0}
+                                            if (k, s) in inputs]
+    finite = torch.stack([torch.isfinite(t).all() for t in geometry]).all()
     losses, total = {}, 0.0
     for s in cfg.scales:
         disp = outputs[("disp", s)].float()
@@ -47,13 +61,8 @@ def compute_losses(cfg: TrainConfig, inputs: dict, outputs: dict, generator: tor
         K, inv_K = inputs[("K", src_scale)].float(), inputs[("inv_K", src_scale)].float()
         reproj, ident = [], []
         for f in sources:
-            if f == "s":
-                T = inputs["stereo_T"].float().clone()
-                T[:, :3, 3] = T[:, :3, 3] / STEREO_UNIT
-            else:
-                T = outputs[("cam_T_cam", 0, f)].float()
             src = inputs[("color", f, src_scale)]
-            pred = warp(src, depth, T, K, inv_K)
+            pred = warp(src, depth, transforms[f], K, inv_K)
             outputs[("color", f, s)] = pred
             reproj.append(photometric_error(pred, target, ssim_weight))
             if not cfg.disable_automasking:
@@ -73,5 +82,6 @@ def compute_losses(cfg: TrainConfig, inputs: dict, outputs: dict, generator: tor
         loss = loss + cfg.disparity_smoothness * smooth / (2 ** s)
         losses[("loss", s)] = loss
         total = total + loss
-    losses["loss"] = total / len(cfg.scales)
+    total = total / len(cfg.scales)
+    losses["loss"] = torch.where(finite, total, torch.full_like(total, float("nan")))
     return losses

@@ -73,7 +73,10 @@ class Trainer:
         self.nets = Networks(cfg).to(self.device)
         if cfg.channels_last:
             self.nets = self.nets.to(memory_format=torch.channels_last)
-        self.model = DDP(self.nets, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
+        # the decoders always predict 4 scales; with a subset in cfg.scales the other heads get no gradient,
+        # which DDP must be told about or it fails at the second step
+        self.model = DDP(self.nets, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                         find_unused_parameters=set(cfg.scales) != {0, 1, 2, 3}) \
             if self.dist.enabled else self.nets
         self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=cfg.learning_rate)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, cfg.scheduler_step_size, 0.1)
@@ -100,6 +103,9 @@ class Trainer:
         """One optimizer step on a collated batch; a non-finite loss skips the update (counted)."""
         self.nets.train()
         batch = to_device(batch, self.device, self.cfg.channels_last)
+        # BatchNorm updates its running statistics in the forward pass: keep a copy so a skipped
+        # (non-finite) step cannot leave NaN in them (they would be saved and break the exported model)
+        buffers = [b.detach().clone() for b in self.nets.buffers()]
         outputs, losses = self.forward(batch)
         loss = losses["loss"]
         finite = torch.isfinite(loss.detach()).float()
@@ -107,6 +113,9 @@ class Trainer:
             dist.all_reduce(finite, op=dist.ReduceOp.MIN)
         self.optimizer.zero_grad(set_to_none=True)
         if finite.item() < 1:
+            with torch.no_grad():
+                for b, saved in zip(self.nets.buffers(), buffers):
+                    b.copy_(saved)
             self.skipped_nonfinite += 1
             log.warning("non-finite loss at step %d: update skipped (%d so far)", self.step_count,
                         self.skipped_nonfinite)
@@ -163,9 +172,13 @@ class Trainer:
         from .datasets import worker_init_fn
 
         nw = self.cfg.data.num_workers
+        # the loader draws its workers' base seed from this generator at each iterator creation; from the
+        # global RNG instead, a resumed run (which creates its iterator at a different step) would shift
+        # the global RNG (auto-mask noise...) and no longer match the uninterrupted run
+        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.dist.rank)
         return torch.utils.data.DataLoader(self.seeded, batch_size=self.cfg.batch_size, sampler=sampler,
                                            num_workers=nw, pin_memory=self.device.type == "cuda",
-                                           drop_last=True, persistent_workers=nw > 0,
+                                           drop_last=True, persistent_workers=nw > 0, generator=generator,
                                            worker_init_fn=worker_init_fn if nw > 0 else None,
                                            prefetch_factor=4 if nw > 0 else None)
 
@@ -177,7 +190,7 @@ class Trainer:
             self.writer.add_scalar("loss/total", result["loss"], s)
             for k, v in result["losses"].items():
                 if isinstance(k, tuple):
-                    self.writer.add_scalar(f"loss/scale{k[1]}", float(v), s)
+                    self.writer.add_scalar(f"loss/scale{k[1]}", float(v.detach()), s)
             self.writer.add_scalar("lr", self.optimizer.param_groups[0]["lr"], s)
             self.writer.add_scalar("skipped_nonfinite", self.skipped_nonfinite, s)
         if self.cfg.image_every and s % self.cfg.image_every == 0:
@@ -234,8 +247,9 @@ class Trainer:
                 self.epoch += 1
                 self.pos_in_epoch = 0
                 self.scheduler.step()
-                self.save()
-                if self.dist.is_main:
+                if cfg.epoch_checkpoints:
+                    self.save()
+                if cfg.epoch_checkpoints and self.dist.is_main:
                     self.nets.depth.save(self.log_dir / "models" / f"depth_epoch{self.epoch:02d}.safetensors")
         self.save()
         exported = self.export()
