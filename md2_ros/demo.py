@@ -1,0 +1,115 @@
+"""The demo: ``make demo`` (= ``python -m md2_ros.demo``) on a fresh machine, CPU only, a few minutes.
+
+data (../shared/data/kitti_mini, else the synthetic scene, or --data) → a ROS 2 bag → a small
+model trained self-supervised on that bag (or --checkpoint) → the real rclpy depth node fed
+from the bag → colorized depth, a contact sheet, a point cloud, and Eigen-protocol metrics
+against ground truth (velodyne for KITTI, exact depth for the synthetic scene).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+CAPTION = ("Trained for a few minutes on these same frames: this shows that the pipeline works end to end "
+           "(bag → self-supervised training → ROS 2 node → depth, clouds, metrics), not how well the model "
+           "generalises. For real numbers train on KITTI eigen_zhou (README, 'Training') and evaluate on eigen.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m md2_ros.demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="a KITTI-raw-layout folder (root, date or drive folder) to use instead of the sample")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--checkpoint", help="use this depth model instead of training one")
+    p.add_argument("--steps", type=int, default=400, help="training steps (default 400)")
+    p.add_argument("--height", type=int, default=96, help="network input height, multiple of 32 (default 96)")
+    p.add_argument("--width", type=int, default=320, help="network input width, multiple of 32 (default 320)")
+    p.add_argument("--batch-size", type=int, default=4, help="training batch size (default 4)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--synthetic", action="store_true", help="use the built-in synthetic scene even if the sample exists")
+    p.add_argument("--synthetic-frames", type=int, default=40, help="frames of the synthetic scene (default 40)")
+    p.add_argument("--synthetic-size", default="192x640", help="HxW of the synthetic frames (default 192x640)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        import train  # noqa: F401
+    except ImportError:
+        print("error: the demo needs the train/ package: run it from a checkout (make demo)", file=sys.stderr)
+        return 2
+    from md2_ros import demo_steps as S
+    from md2_ros.depth_io import colorize_depth, write_ply
+    from train.evaluate_depth import evaluate, format_table
+
+    t_start = time.time()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        synth_size = tuple(int(v) for v in args.synthetic_size.lower().split("x"))
+        assert len(synth_size) == 2 and min(synth_size) >= 32
+    except (ValueError, AssertionError):
+        print(f"error: --synthetic-size must look like 192x640, got {args.synthetic_size!r}", file=sys.stderr)
+        return 2
+    drive, kind = S.pick_data(args.data, out, synthetic=args.synthetic, synth_frames=args.synthetic_frames,
+                              synth_size=synth_size)
+    print(f"[demo] data: {drive} ({kind})", flush=True)
+    bag = S.make_bag(drive, out)
+    model_path = Path(args.checkpoint) if args.checkpoint else \
+        S.train_on_bag(bag, out, args.steps, args.height, args.width, args.batch_size, args.device)
+    print(f"[demo] running the ROS 2 depth node (rclpy, lifecycle) on the bag with {model_path} …", flush=True)
+    results, extra = S.run_node(model_path, bag, args.device)
+
+    frames = sorted(int(p.stem) for p in (drive / "image_02" / "data").iterdir() if p.stem.isdigit())
+    if len(frames) != len(results):
+        raise RuntimeError(f"{len(results)} depth images for {len(frames)} frames")
+    rgb_paths = sorted((drive / "image_02" / "data").iterdir())
+    col_dir = out / "depth_colored"
+    col_dir.mkdir(exist_ok=True)
+    rgbs, cols = [], []
+    for f, path, (_stamp, depth, colored) in zip(frames, rgb_paths, results):
+        col = colored if colored is not None else colorize_depth(depth)
+        cv2.imwrite(str(col_dir / f"{f:010d}.png"), col)
+        if f % max(1, len(frames) // 6) == 0 and len(rgbs) < 6:
+            rgbs.append(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
+            cols.append(col)
+    S.contact_sheet(rgbs, cols, out / "contact_sheet.png")
+    n_pts = 0
+    if "cloud" in extra:
+        xyz, rgb = extra["cloud"]
+        n_pts = write_ply(out / "cloud.ply", xyz.reshape(-1, 3), rgb.reshape(-1, 3))
+
+    depth_by_frame = {f: r[1] for f, r in zip(frames, results)}
+    gt = S.ground_truth(drive, kind, frames)
+    keys = sorted(gt)
+    res = evaluate([gt[k] for k in keys], [depth_by_frame[k] for k in keys], pred_type="depth",
+                   median_scaling=True, crop="garg" if kind == "kitti" else "none")
+    S.write_json(out / "metrics.json", {k: v for k, v in res.items() if k != "per_image"} |
+                 {"gt_source": "velodyne" if kind == "kitti" else "exact synthetic depth", "frames": keys,
+                  "caption": CAPTION, "stamps_and_frame_id_copied": extra["stamps_ok"]})
+    print()
+    print(f"Eigen-protocol metrics on {len(keys)} frames with ground truth "
+          f"({'velodyne, Garg crop' if kind == 'kitti' else 'exact synthetic depth'}, 1e-3 < d < 80 m, "
+          f"median scaling; ratio mean {res['ratio_mean']:.2f}, std/mean {res['ratio_rel_std']:.3f}):")
+    print(format_table(res["metrics"]))
+    print(f"\n{CAPTION}\n")
+    print("outputs:")
+    print(f"  bag (input)           {bag}")
+    print(f"  depth model           {model_path}")
+    print(f"  colorized depth       {col_dir}/ ({len(results)} frames, from the node's ~/depth_colored)")
+    print(f"  contact sheet         {out / 'contact_sheet.png'}")
+    print(f"  point cloud           {out / 'cloud.ply'} ({n_pts} points, last frame's ~/points)" if n_pts else
+          "  point cloud           (none: no CameraInfo reached the node)")
+    print(f"  metrics               {out / 'metrics.json'}")
+    print(f"  header stamps/frame_id copied exactly: {extra['stamps_ok']}; total {time.time() - t_start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
