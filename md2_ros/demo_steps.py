@@ -103,11 +103,15 @@ def run_node(model_path: Path, bag: Path, device: str, timeout_s: float = 60.0) 
         io = rclpy.create_node("demo_player")
         pub_img = io.create_publisher(CompressedImage, "image_raw/compressed", 10)
         pub_info = io.create_publisher(CameraInfo, "camera_info", 10)
-        got = {}
-        io.create_subscription(Image, "/depth_node/depth", lambda m: got.__setitem__("depth", m), 10)
-        io.create_subscription(Image, "/depth_node/depth_colored", lambda m: got.__setitem__("colored", m), 10)
-        io.create_subscription(PointCloud2, "/depth_node/points", lambda m: got.__setitem__("points", m), 10)
-        io.create_subscription(CameraInfo, "/depth_node/depth/camera_info", lambda m: got.__setitem__("info", m), 10)
+        got: dict = {}   # (kind, stamp_ns) -> message; keyed by stamp so a late duplicate can't be mistaken
+
+        def keep(kind):
+            return lambda m: got.__setitem__((kind, _ns(m.header.stamp)), m)
+
+        io.create_subscription(Image, "/depth_node/depth", keep("depth"), 10)
+        io.create_subscription(Image, "/depth_node/depth_colored", keep("colored"), 10)
+        io.create_subscription(PointCloud2, "/depth_node/points", keep("points"), 10)
+        io.create_subscription(CameraInfo, "/depth_node/depth/camera_info", keep("info"), 10)
         ex = MultiThreadedExecutor()
         ex.add_node(node)
         ex.add_node(io)
@@ -120,37 +124,43 @@ def run_node(model_path: Path, bag: Path, device: str, timeout_s: float = 60.0) 
                 info = _to_ros(m, CameraInfo)
                 continue
             img = _to_ros(m, CompressedImage)
-            got.clear()
+            stamp = _ns(img.header.stamp)
             t_end = time.time() + timeout_s
-            while "depth" not in got and time.time() < t_end:
+            while ("depth", stamp) not in got and time.time() < t_end:
                 if info is not None:
                     pub_info.publish(info)
-                pub_img.publish(img)
+                pub_img.publish(img)  # best-effort input: re-send until this stamp's depth comes back
                 t_wait = time.time() + 0.5
-                while "depth" not in got and time.time() < t_wait:
+                while ("depth", stamp) not in got and time.time() < t_wait:
                     ex.spin_once(timeout_sec=0.02)
-            if "depth" not in got:
-                raise RuntimeError("the depth node produced no output within "
-                                   f"{timeout_s:.0f} s for stamp {img.header.stamp.sec}.{img.header.stamp.nanosec}")
+            if ("depth", stamp) not in got:
+                raise RuntimeError(f"the depth node produced no output within {timeout_s:.0f} s for stamp {stamp}")
             t_more = time.time() + 1.0  # colored/points come right after depth
-            while ("points" not in got or "colored" not in got) and time.time() < t_more:
+            while (("points", stamp) not in got or ("colored", stamp) not in got) and time.time() < t_more:
                 ex.spin_once(timeout_sec=0.02)
-            d = got["depth"]
-            stamp = d.header.stamp.sec * 1_000_000_000 + d.header.stamp.nanosec
-            src = img.header.stamp.sec * 1_000_000_000 + img.header.stamp.nanosec
-            extra["stamps_ok"] &= stamp == src and d.header.frame_id == img.header.frame_id
-            colored = image_to_numpy(got["colored"]) if "colored" in got else None
-            results.append((stamp, image_to_numpy(d).astype(np.float32), colored))
-            if "points" in got:
-                extra["cloud"] = cloud_to_numpy(got["points"])
-            if "info" in got:
-                extra["K"] = np.array(got["info"].k, dtype=np.float64).reshape(3, 3)
+            d = got[("depth", stamp)]
+            extra["stamps_ok"] &= d.header.frame_id == img.header.frame_id
+            colored = got.get(("colored", stamp))
+            results.append((stamp, image_to_numpy(d).astype(np.float32),
+                            image_to_numpy(colored) if colored is not None else None))
+            if ("points", stamp) in got:
+                extra["cloud"] = cloud_to_numpy(got[("points", stamp)])
+            if ("info", stamp) in got:
+                extra["K"] = np.array(got[("info", stamp)].k, dtype=np.float64).reshape(3, 3)
+            for k in [k for k in list(got) if k[1] <= stamp]:  # forget what was consumed (callbacks may add)
+                got.pop(k, None)
+        extra["stamps_ok"] &= len(results) == len({r[0] for r in results})
         ex.shutdown()
+        node.trigger_deactivate()  # lifecycle: stops the worker thread before the node goes away
         node.destroy_node()
         io.destroy_node()
     finally:
         rclpy.try_shutdown()
     return results, extra
+
+
+def _ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def _to_ros(msg, cls):

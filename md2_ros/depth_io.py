@@ -171,6 +171,20 @@ def read_ply(path) -> tuple[dict, np.ndarray]:
     return {"format": fmt, "count": count, "properties": [n for n, _ in props]}, arr
 
 
+def read_yaml_mapping(path, what: str, expected: str, missing_error=FileNotFoundError) -> dict:
+    """Load a YAML file that must hold a mapping; errors name the file and say what was expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise missing_error(f"{what} not found: {path}")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(doc, dict) or not doc:
+        raise ValueError(f"{path}: expected a mapping with {expected}")
+    return doc
+
+
 def load_intrinsics_file(path) -> tuple[np.ndarray, tuple[int, int] | None]:
     """Intrinsics from a YAML file -> (3×3 K in pixels, (width, height) they refer to, or None).
 
@@ -178,14 +192,7 @@ def load_intrinsics_file(path) -> tuple[np.ndarray, tuple[int, int] | None]:
     (``camera_matrix: {data: [9 numbers]}``, ``image_width``, ``image_height``).
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"intrinsics file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a mapping with fx, fy, cx, cy (or camera_matrix)")
+    doc = read_yaml_mapping(path, "intrinsics file", "fx, fy, cx, cy (or camera_matrix)", ValueError)
     try:
         if all(k in doc for k in ("fx", "fy", "cx", "cy")):
             K = np.array([[float(doc["fx"]), 0, float(doc["cx"])], [0, float(doc["fy"]), float(doc["cy"])], [0, 0, 1]])

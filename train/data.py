@@ -36,7 +36,7 @@ def build_dataset(cfg: TrainConfig, is_train: bool = True):
         return KittiRAWDataset.from_split(path, d.split, "train" if is_train else "val", img_ext=ext, **common)
     if d.kind == "rosbag":
         return RosbagDataset(path, d.image_topic or None, d.camera_info_topic or None, **common,
-                             max_gap=d.max_gap or None, static_threshold=d.static_threshold,
+                             stride=d.stride, max_gap=d.max_gap or None, static_threshold=d.static_threshold,
                              right_image_topic=d.right_image_topic or None,
                              right_camera_info_topic=d.right_camera_info_topic or None)
-    return ImageFolderDataset(path, d.intrinsics or None, **common)
+    return ImageFolderDataset(path, d.intrinsics or None, **common, stride=d.stride)

@@ -13,7 +13,7 @@ import argparse
 import pathlib
 import sys
 
-import yaml
+from md2_ros.depth_io import read_yaml_mapping
 
 
 def check_params_file(path: pathlib.Path) -> dict:
@@ -21,14 +21,10 @@ def check_params_file(path: pathlib.Path) -> dict:
 
     Raises SystemExit with the reason if the file is missing or not a ROS 2 parameter file.
     """
-    if not path.is_file():
-        raise SystemExit(f"params file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SystemExit(f"params file {path} is not valid YAML: {e}") from None
-    if not isinstance(data, dict) or not data:
-        raise SystemExit(f"params file {path}: expected '/**: ros__parameters: {{...}}'")
+        data = read_yaml_mapping(path, "params file", "'/**: ros__parameters: {...}'")
+    except (OSError, ValueError) as e:
+        raise SystemExit(str(e)) from None
     for key, entry in data.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("ros__parameters"), dict):
             raise SystemExit(f"params file {path}: entry {key!r} has no 'ros__parameters' mapping")

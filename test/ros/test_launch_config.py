@@ -119,7 +119,7 @@ def test_run_builds_rcl_arguments(tmp_path):
     bad.write_text("depth_node:\n  parameters: {}\n")
     with pytest.raises(SystemExit, match="ros__parameters"):
         check_params_file(bad)
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(SystemExit, match="params file not found"):
         check_params_file(tmp_path / "missing.yaml")
 
 

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 import numpy as np
-import yaml
+from md2_ros.depth_io import read_yaml_mapping
 
 from .base import RawSample, SequenceDataset, normalise_intrinsics, read_image_file, resize_rgb
 
@@ -54,14 +54,7 @@ def load_intrinsics_yaml(path: str | os.PathLike, image_size: tuple[int, int] | 
     image_size: (width, height) the pixel values refer to when the file does not say (plain format).
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"intrinsics file not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a mapping with fx, fy, cx, cy")
+    doc = read_yaml_mapping(path, "intrinsics file", "fx, fy, cx, cy")
     if "camera_matrix" in doc:  # ROS camera_calibration format
         data = np.asarray(doc["camera_matrix"].get("data", []), dtype=np.float64)
         if data.size != 9:
