@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=96, help="network input height, multiple of 32 (default 96)")
     p.add_argument("--width", type=int, default=320, help="network input width, multiple of 32 (default 320)")
     p.add_argument("--batch-size", type=int, default=4, help="training batch size (default 4)")
+    p.add_argument("--stride", type=int, default=2,
+                   help="frames between the target and its sources (default 2: the sample's car moves slowly)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--synthetic", action="store_true", help="use the built-in synthetic scene even if the sample exists")
     p.add_argument("--synthetic-frames", type=int, default=40, help="frames of the synthetic scene (default 40)")
@@ -62,14 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[demo] data: {drive} ({kind})", flush=True)
     bag = S.make_bag(drive, out)
     model_path = Path(args.checkpoint) if args.checkpoint else \
-        S.train_on_bag(bag, out, args.steps, args.height, args.width, args.batch_size, args.device)
+        S.train_on_bag(bag, out, args.steps, args.height, args.width, args.batch_size, args.device, args.stride)
     print(f"[demo] running the ROS 2 depth node (rclpy, lifecycle) on the bag with {model_path} …", flush=True)
     results, extra = S.run_node(model_path, bag, args.device)
 
-    frames = sorted(int(p.stem) for p in (drive / "image_02" / "data").iterdir() if p.stem.isdigit())
+    rgb_paths = sorted(p for p in (drive / "image_02" / "data").iterdir() if p.stem.isdigit())
+    frames = [int(p.stem) for p in rgb_paths]
     if len(frames) != len(results):
         raise RuntimeError(f"{len(results)} depth images for {len(frames)} frames")
-    rgb_paths = sorted((drive / "image_02" / "data").iterdir())
     col_dir = out / "depth_colored"
     col_dir.mkdir(exist_ok=True)
     rgbs, cols = [], []
@@ -90,14 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     keys = sorted(gt)
     res = evaluate([gt[k] for k in keys], [depth_by_frame[k] for k in keys], pred_type="depth",
                    median_scaling=True, crop="garg" if kind == "kitti" else "none")
+    baseline = S.untrained_baseline(model_path, dict(zip(frames, rgb_paths)), keys, gt, crop="garg" if kind == "kitti" else "none")
     S.write_json(out / "metrics.json", {k: v for k, v in res.items() if k != "per_image"} |
                  {"gt_source": "velodyne" if kind == "kitti" else "exact synthetic depth", "frames": keys,
-                  "caption": CAPTION, "stamps_and_frame_id_copied": extra["stamps_ok"]})
+                  "caption": CAPTION, "stamps_and_frame_id_copied": extra["stamps_ok"],
+                  "untrained_same_network": baseline["metrics"]})
     print()
     print(f"Eigen-protocol metrics on {len(keys)} frames with ground truth "
           f"({'velodyne, Garg crop' if kind == 'kitti' else 'exact synthetic depth'}, 1e-3 < d < 80 m, "
           f"median scaling; ratio mean {res['ratio_mean']:.2f}, std/mean {res['ratio_rel_std']:.3f}):")
     print(format_table(res["metrics"]))
+    print("the same network with random (untrained) weights, for reference — roughly 'one depth everywhere':")
+    print(format_table(baseline["metrics"]).splitlines()[-1])
     print(f"\n{CAPTION}\n")
     print("outputs:")
     print(f"  bag (input)           {bag}")

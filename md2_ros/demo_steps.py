@@ -46,7 +46,8 @@ def make_bag(drive: Path, out: Path) -> Path:
     return bag
 
 
-def train_on_bag(bag: Path, out: Path, steps: int, height: int, width: int, batch: int, device: str) -> Path:
+def train_on_bag(bag: Path, out: Path, steps: int, height: int, width: int, batch: int, device: str,
+                 stride: int = 2) -> Path:
     """Self-supervised monocular training on the bag for a bounded number of steps."""
     from train.config import load_config
     from train.data import build_dataset
@@ -54,7 +55,7 @@ def train_on_bag(bag: Path, out: Path, steps: int, height: int, width: int, batc
 
     cfg = load_config(None, [f"data.kind=rosbag", f"data.path={bag}", "data.image_topic=/camera/image_raw/compressed",
                              "data.camera_info_topic=/camera/camera_info", "data.num_workers=0",
-                             f"height={height}", f"width={width}", f"batch_size={batch}", f"max_steps={steps}",
+                             f"height={height}", f"width={width}", f"batch_size={batch}", f"max_steps={steps}", f"data.stride={stride}",
                              "learning_rate=0.0002", "num_epochs=1000", f"log_dir={out / 'train'}",
                              "save_every=0", "epoch_checkpoints=false", "image_every=0", f"device={device}"])
     dataset = build_dataset(cfg, is_train=True)
@@ -193,6 +194,23 @@ def ground_truth(drive: Path, kind: str, frame_ids: list[int]) -> dict:
         if (drive / "velodyne_points" / "data" / f"{f:010d}.bin").exists():
             gt[f] = velodyne_depth(root, folder, f, 2)
     return gt
+
+
+def untrained_baseline(model_path: Path, paths: dict, frames: list, gt: dict, crop: str) -> dict:
+    """Eigen metrics of the trained model's architecture with random weights (seed 0), as a reference row."""
+    import torch
+
+    from md2_ros.core.model import DepthModel
+    from train.evaluate_depth import evaluate
+
+    trained = DepthModel.load(model_path, device="cpu")
+    torch.manual_seed(0)
+    model = DepthModel.from_config(trained.config).setup_inference("cpu")
+    preds = []
+    for f in frames:
+        bgr = cv2.imread(str(paths[f]))
+        preds.append(model.predict(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
+    return evaluate([gt[f] for f in frames], preds, pred_type="depth", median_scaling=True, crop=crop)
 
 
 def contact_sheet(rgbs: list, colors: list, path: Path, cols: int = 2, width: int = 620) -> None:
