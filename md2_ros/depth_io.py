@@ -12,8 +12,7 @@ import cv2
 import numpy as np
 import yaml
 
-COLORMAPS = {"magma": cv2.COLORMAP_MAGMA, "inferno": cv2.COLORMAP_INFERNO, "plasma": cv2.COLORMAP_PLASMA,
-             "viridis": cv2.COLORMAP_VIRIDIS, "turbo": cv2.COLORMAP_TURBO, "jet": cv2.COLORMAP_JET}
+COLORMAPS = {name[len("COLORMAP_"):].lower(): getattr(cv2, name) for name in dir(cv2) if name.startswith("COLORMAP_")}
 MM_MAX = 65535  # largest 16-bit PNG value: 65.535 m
 
 
@@ -77,27 +76,43 @@ def scale_intrinsics_to(K: np.ndarray, from_size: tuple[int, int], to_size: tupl
     return K
 
 
-def depth_to_points(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """H×W depth + 3×3 pixel intrinsics -> H×W×3 float32 points (x, y, z); NaN where depth is invalid.
+def depth_to_points(depth: np.ndarray, K: np.ndarray, stride: int = 1, min_depth: float = 0.0,
+                    max_depth: float = float("inf"), out: np.ndarray | None = None) -> np.ndarray:
+    """Back-project H×W depth through 3×3 pixel intrinsics ``K`` -> h×w×3 float32 (x, y, z).
 
-    Pixel (u, v) (u = column, pixel centres at integers) sees z · K⁻¹ [u, v, 1]ᵀ.
+    Pixel (u, v) (u = column, pixel centres at integers) sees z · K⁻¹ [u, v, 1]ᵀ in the optical frame
+    (z forward, x right, y down). Sampled every ``stride`` pixels from (0, 0): h = ceil(H/stride).
+    Points whose depth is non-finite, ≤ 0 or outside [min_depth, max_depth] are NaN.
+    ``out``: optional h×w×C float32 array (C ≥ 3) whose first three channels receive x, y, z.
+    The one implementation behind the node's clouds, the CLI's PLY files and ``--bag-out``.
     """
-    depth = np.asarray(depth, dtype=np.float32)
+    depth = np.asarray(depth)
     if depth.ndim != 2:
         raise ValueError(f"depth must be H×W, got shape {depth.shape}")
-    K = check_intrinsics(K)
-    h, w = depth.shape
+    K = np.asarray(K, dtype=np.float64)
+    if K.shape[0] < 2 or K.shape[1] < 3:
+        raise ValueError(f"intrinsics must be 3×3, got {K.shape}")
     fx, skew, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
-    v = np.arange(h, dtype=np.float64)[:, None]
-    u = np.arange(w, dtype=np.float64)[None, :]
-    yn = ((v - cy) / fy).astype(np.float32)
-    xn = ((u - cx - skew * (v - cy) / fy) / fx).astype(np.float32)
-    z = np.where(valid_mask(depth), depth, np.float32(np.nan))
-    out = np.empty((h, w, 3), np.float32)
+    if not (np.isfinite([fx, fy, cx, cy, skew]).all() and fx > 0 and fy > 0):
+        raise ValueError(f"invalid intrinsics: fx={fx}, fy={fy}, cx={cx}, cy={cy}")
+    if int(stride) < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    stride = int(stride)
+    d = np.asarray(depth[::stride, ::stride], dtype=np.float32)
+    u = np.arange(0, depth.shape[1], stride, dtype=np.float64)
+    v = np.arange(0, depth.shape[0], stride, dtype=np.float64)
+    yn = ((v - cy) / fy).astype(np.float32)[:, None]
+    xn = ((u[None, :] - cx - skew * (v[:, None] - cy) / fy) / fx).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        valid = valid_mask(d) & (d >= min_depth) & (d <= max_depth)
+    if out is None:
+        out = np.empty(d.shape + (3,), np.float32)
+    z = out[..., 2]
+    np.copyto(z, d)
+    z[~valid] = np.nan
     np.multiply(xn, z, out=out[..., 0])
     np.multiply(yn, z, out=out[..., 1])
-    out[..., 2] = z
-    return out
+    return out[..., :3]
 
 
 def pack_rgb_float(rgb: np.ndarray) -> np.ndarray:

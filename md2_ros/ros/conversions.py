@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 
+from .. import depth_io
+
 MAX_SIDE = 32768            # pixels per side we accept
 MAX_PIXELS = 1 << 25        # 33.5 Mpx (8K UHD fits)
 
@@ -221,32 +223,19 @@ def depth_to_image(depth: np.ndarray, header=None) -> Image:
     return numpy_to_image(depth.astype(np.float32, copy=False), "32FC1", header)
 
 
-COLORMAPS = {name[len("COLORMAP_"):].lower(): getattr(cv2, name) for name in dir(cv2) if name.startswith("COLORMAP_")}
+COLORMAPS = depth_io.COLORMAPS
 
 
 def colorize_depth(depth: np.ndarray, colormap: str = "magma") -> np.ndarray:
-    """H×W depth -> H×W×3 uint8 **BGR** picture of inverse depth (near = bright).
+    """H×W depth -> H×W×3 uint8 **BGR** picture of inverse depth (near = bright), invalid = black.
 
-    Normalised per frame from the smallest disparity to its 95th percentile
-    (robust to a few very near pixels); NaN/invalid pixels are black.
+    Normalised per frame from the smallest disparity to its 95th percentile (robust to a few very
+    near pixels); see :func:`md2_ros.depth_io.colorize_depth`.
     """
-    if colormap not in COLORMAPS:
-        raise ConversionError(f"unknown colormap {colormap!r}; choose from {sorted(COLORMAPS)}")
-    depth = np.asarray(depth, dtype=np.float32)
-    valid = np.isfinite(depth) & (depth > 0)
-    disp = np.zeros(depth.shape, np.float32)
-    np.divide(1.0, depth, out=disp, where=valid)
-    if valid.any():
-        values = disp[valid]
-        lo = float(values.min())
-        hi = float(np.percentile(values, 95))
-        scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        grey = np.clip((disp - lo) * scale, 0, 255).astype(np.uint8)
-    else:
-        grey = np.zeros(depth.shape, np.uint8)
-    bgr = cv2.applyColorMap(grey, COLORMAPS[colormap])
-    bgr[~valid] = 0
-    return bgr
+    try:
+        return depth_io.colorize_depth(depth, colormap, lo_pct=0.0, hi_pct=95.0)
+    except ValueError as e:
+        raise ConversionError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------
@@ -263,37 +252,11 @@ def cloud_fields() -> list[PointField]:
 
 def depth_to_points(depth: np.ndarray, K: np.ndarray, stride: int = 1, min_depth: float = 0.0,
                     max_depth: float = float("inf"), out: np.ndarray | None = None) -> np.ndarray:
-    """Back-project H×W depth through 3×3 pixel intrinsics ``K`` -> h×w×3 float32 (x, y, z).
-
-    Pixel (u, v) (u = column) sees the point z·K⁻¹[u, v, 1]ᵀ in the optical frame (z forward,
-    x right, y down). Sampled every ``stride`` pixels from (0, 0): h = ceil(H/stride).
-    Points whose depth is non-finite or outside [min_depth, max_depth] are NaN.
-    ``out``: optional h×w×C float32 array (C >= 3) whose first three channels receive x, y, z.
-    """
-    if depth.ndim != 2:
-        raise ConversionError(f"depth must be H×W, got {depth.shape}")
-    K = np.asarray(K, dtype=np.float64)
-    fx, skew, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
-    if not (np.isfinite([fx, fy, cx, cy, skew]).all() and fx > 0 and fy > 0):
-        raise ConversionError(f"invalid intrinsics fx={fx}, fy={fy}, cx={cx}, cy={cy}")
-    if int(stride) < 1:
-        raise ConversionError(f"stride must be >= 1, got {stride}")
-    stride = int(stride)
-    d = np.asarray(depth[::stride, ::stride], dtype=np.float32)
-    u = np.arange(0, depth.shape[1], stride, dtype=np.float64)
-    v = np.arange(0, depth.shape[0], stride, dtype=np.float64)
-    yn = ((v - cy) / fy).astype(np.float32)[:, None]
-    xn = ((u[None, :] - cx - skew * (v[:, None] - cy) / fy) / fx).astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        valid = np.isfinite(d) & (d >= min_depth) & (d <= max_depth)
-    if out is None:
-        out = np.empty(d.shape + (3,), np.float32)
-    z = out[..., 2]
-    np.copyto(z, d)
-    z[~valid] = np.nan
-    np.multiply(xn, z, out=out[..., 0])
-    np.multiply(yn, z, out=out[..., 1])
-    return out[..., :3]
+    """:func:`md2_ros.depth_io.depth_to_points`, raising :class:`ConversionError` on bad input."""
+    try:
+        return depth_io.depth_to_points(depth, K, stride, min_depth, max_depth, out)
+    except ValueError as e:
+        raise ConversionError(str(e)) from None
 
 
 def depth_to_cloud(depth: np.ndarray, K: np.ndarray, header=None, rgb: np.ndarray | None = None, stride: int = 1,
