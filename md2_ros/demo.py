@@ -30,8 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=96, help="network input height, multiple of 32 (default 96)")
     p.add_argument("--width", type=int, default=320, help="network input width, multiple of 32 (default 320)")
     p.add_argument("--batch-size", type=int, default=4, help="training batch size (default 4)")
-    p.add_argument("--stride", type=int, default=2,
-                   help="frames between the target and its sources (default 2: the sample's car moves slowly)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="frames between the target and its sources (default: 2 for KITTI, whose sample car moves "
+                        "slowly; 1 for the synthetic scene, whose camera moves 0.5 m per frame)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--synthetic", action="store_true", help="use the built-in synthetic scene even if the sample exists")
     p.add_argument("--synthetic-frames", type=int, default=40, help="frames of the synthetic scene (default 40)")
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[demo] data: {drive} ({kind})", flush=True)
     bag = S.make_bag(drive, out)
     model_path = Path(args.checkpoint) if args.checkpoint else \
-        S.train_on_bag(bag, out, args.steps, args.height, args.width, args.batch_size, args.device, args.stride)
+        S.train_on_bag(bag, out, args.steps, args.height, args.width, args.batch_size, args.device,
+                       args.stride or (2 if kind == "kitti" else 1))
     print(f"[demo] running the ROS 2 depth node (rclpy, lifecycle) on the bag with {model_path} …", flush=True)
     results, extra = S.run_node(model_path, bag, args.device)
 
