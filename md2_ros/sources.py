@@ -175,7 +175,9 @@ def camera_info_K(info, width: int, height: int) -> np.ndarray | None:
     return K
 
 
-def _sibling_info_topic(image_topic: str) -> str:
+def sibling_info_topic(image_topic: str) -> str:
+    """The CameraInfo topic image_transport pairs with an image topic: ``/cam/image_raw[/compressed]``
+    -> ``/cam/camera_info`` (also used by the training bag loader)."""
     parts = image_topic.rstrip("/").split("/")
     if parts[-1] in ("compressed", "theora", "compressedDepth"):
         parts = parts[:-1]
@@ -209,7 +211,7 @@ class BagSource:
             raise InputError(f"{self.path}: camera_info topic {info_topic!r} not found; CameraInfo topics: "
                              f"{', '.join(infos) or 'none'}")
         if info_topic is None:
-            sibling = _sibling_info_topic(topic)
+            sibling = sibling_info_topic(topic)
             info_topic = sibling if sibling in infos else (infos[0] if len(infos) == 1 else None)
         self.topic, self.info_topic, self.msgtype = topic, info_topic, topics[topic][0]
         self.total = (topics[topic][1] + every - 1) // every

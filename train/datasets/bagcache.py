@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from md2_ros.sources import sibling_info_topic
+
 from .base import ImageDecodeError, resize_rgb
 from .rosmsg import IMAGE_TYPES, INFO_TYPE, CameraModel, camera_model, decode_image_msg, stamp_ns
 
@@ -67,8 +69,7 @@ def list_topics(reader) -> dict[str, tuple[str, int]]:
 
 
 def _info_for(image_topic: str, topics: dict, path: Path) -> str:
-    base = image_topic[: -len("/compressed")] if image_topic.endswith("/compressed") else image_topic
-    guess = base.rsplit("/", 1)[0] + "/camera_info"
+    guess = sibling_info_topic(image_topic)
     infos = [t for t, (typ, _) in topics.items() if typ == INFO_TYPE]
     if guess in infos:
         return guess

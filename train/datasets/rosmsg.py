@@ -13,12 +13,13 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from md2_ros.sources import IMAGE_TYPES, INFO_TYPE  # one definition for the CLI and training
+
 from .base import ImageDecodeError, to_rgb8
 
 __all__ = ["IMAGE_TYPES", "INFO_TYPE", "stamp_ns", "decode_image_msg", "CameraModel", "camera_model"]
 
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+
 ZERO_DISTORTION = 1e-5
 
 # encoding -> (channels, dtype, cv2 conversion to RGB or None, source channel order is BGR)
