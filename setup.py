@@ -35,6 +35,8 @@ setup(
             "ros-std-msgs==5.5.1",
             "ros-diagnostic-msgs",
             "ros-lifecycle-msgs",
+            "ros-rcl-interfaces",
+            "ros-ament-index-python",
         ],
         "export": ["onnx>=1.15", "onnxruntime>=1.17"],
         "dev": [
@@ -45,6 +47,13 @@ setup(
             "psutil>=5.9",
             "onnx>=1.15",          # ONNX export tests (same as the export extra)
             "onnxruntime>=1.17",
+            # the colcon build test (test/ros/test_colcon_build.py): what a ROS user builds with
+            "colcon-common-extensions>=0.3",
+            "colcon-ros>=0.5",
+            "ros-ament-package>=0.16",
+            # launch_ros's run-time needs (the launch/launch_ros wheels come from ../shared/wheels, see Makefile)
+            "osrf-pycommon>=2",
+            "lark-parser>=0.12",
         ],
     },
     zip_safe=True,

@@ -31,3 +31,10 @@ def small_model_path(tmp_path_factory) -> pathlib.Path:
     path = tmp_path_factory.mktemp("model") / "m.safetensors"
     DepthModel(num_layers=18, height=64, width=192).save(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def colcon_install(tmp_path_factory) -> pathlib.Path:
+    """md2_ros built with ``colcon build`` in a temporary workspace: its install prefix."""
+    from colcon_ws import build_workspace
+    return build_workspace(tmp_path_factory.mktemp("colcon_ws"))
