@@ -11,7 +11,7 @@ $(STAMP): setup.py setup.cfg
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[ros,dev]'
 	# the real launch/launch_ros (not on any registry) for the real-launch test, when ../shared is beside the clone
-	if ls ../shared/wheels/*.whl >/dev/null 2>&1; then $(BIN)/pip install -q ../shared/wheels/*.whl; fi
+	if ls ../shared/wheels/*.whl >/dev/null 2>&1; then $(BIN)/pip install -q osrf-pycommon lark ros-ament-index-python && $(BIN)/pip install -q --no-deps ../shared/wheels/*.whl; fi
 	touch $(STAMP)
 
 venv: $(STAMP)
