@@ -13,6 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .io.images import decode_image_msg, read_image_file
+from .io.stamps import stamp_ns
+
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
@@ -66,11 +69,10 @@ def detect_kind(path) -> str:
 
 def read_image_rgb(path) -> np.ndarray:
     """H×W×3 uint8 RGB from an image file; InputError if it cannot be decoded."""
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise InputError(f"{path}: cannot decode image (corrupt or unsupported format)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    try:
+        return read_image_file(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(str(exc)) from None
 
 
 class ImageFilesSource:
@@ -136,29 +138,6 @@ class VideoSource:
 def _typestore():
     from rosbags.typesys import Stores, get_typestore
     return get_typestore(Stores.ROS2_HUMBLE)
-
-
-def decode_image_msg(msg, msgtype: str) -> np.ndarray:
-    """rosbags sensor_msgs Image / CompressedImage -> H×W×3 uint8 RGB; ValueError naming the cause."""
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if msgtype.endswith("CompressedImage"):
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-        if bgr is None:
-            raise ValueError(f"cannot decode CompressedImage (format {msg.format!r})")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    channels = {"rgb8": 3, "bgr8": 3, "8UC3": 3, "rgba8": 4, "bgra8": 4, "8UC4": 4, "mono8": 1, "8UC1": 1}
-    enc, h, w, step = msg.encoding, int(msg.height), int(msg.width), int(msg.step)
-    if enc not in channels:
-        raise ValueError(f"unsupported image encoding {enc!r}; supported: {sorted(channels)}")
-    c = channels[enc]
-    if h <= 0 or w <= 0 or step < w * c or data.size < step * h:
-        raise ValueError(f"inconsistent Image: {w}x{h} {enc}, step {step}, {data.size} bytes")
-    img = data[: step * h].reshape(h, step)[:, : w * c].reshape(h, w, c)
-    if c == 1:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-    code = {"rgb8": None, "bgr8": cv2.COLOR_BGR2RGB, "8UC3": cv2.COLOR_BGR2RGB, "rgba8": cv2.COLOR_RGBA2RGB,
-            "bgra8": cv2.COLOR_BGRA2RGB, "8UC4": cv2.COLOR_BGRA2RGB}[enc]
-    return np.ascontiguousarray(img) if code is None else cv2.cvtColor(img, code)
 
 
 def camera_info_K(info, width: int, height: int) -> np.ndarray | None:
@@ -244,7 +223,7 @@ class BagSource:
                     self.bad += 1
                     log.warning("%s: %s message %d dropped: %s", self.path, self.topic, idx, exc)
                     continue
-                stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+                stamp = stamp_ns(msg.header)
                 K = camera_info_K(info, rgb.shape[1], rgb.shape[0]) if info is not None else None
                 pending.append((conn.topic, conn.msgtype, t, cdr or self.typestore.serialize_cdr(msg, conn.msgtype)))
                 yield Frame(idx, f"frame_{idx:06d}", rgb, stamp, msg.header.frame_id or "camera_optical_frame", K,

@@ -231,7 +231,7 @@ def test_bad_input_gives_clear_error_and_nonzero_exit(env, tmp_path, capsys):
     (tmp_path / "data.xyz").write_text("1 2 3")
     fails(tmp_path / "data.xyz", expect="unknown input type '.xyz'")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
-    fails(tmp_path / "broken.png", expect="broken.png: cannot decode image")
+    fails(tmp_path / "broken.png", expect="truncated PNG (no IEND chunk): ")
     (tmp_path / "empty").mkdir()
     fails(tmp_path / "empty", expect="contains no images")
     (tmp_path / "bad.avi").write_bytes(b"RIFF0000AVI garbage")

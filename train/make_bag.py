@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from . import calib as kcalib
-from .datasets.base import read_image_file
+from md2_ros.io.images import read_image_file
 
 __all__ = ["find_drives", "read_timestamps", "camera_info_matrices", "write_kitti_bag", "main"]
 

@@ -12,18 +12,16 @@ network are H×W×3 uint8 **RGB**. Depth is H×W float32 metres, NaN = invalid.
 from __future__ import annotations
 
 import array
-import struct
 import sys
 
-import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
 
 from .. import depth_io
+from ..io import images
+from ..io.images import MAX_PIXELS, MAX_SIDE  # noqa: F401  (re-exported for callers)
 
-MAX_SIDE = 32768            # pixels per side we accept
-MAX_PIXELS = 1 << 25        # 33.5 Mpx (8K UHD fits)
-
+# encodings of numeric arrays (depth out, tests); camera images are decoded by io.images
 # encoding -> (numpy dtype char, channels)
 ENCODINGS = {
     "rgb8": ("u1", 3), "bgr8": ("u1", 3), "rgba8": ("u1", 4), "bgra8": ("u1", 4),
@@ -49,20 +47,11 @@ def bytes_per_pixel(encoding: str) -> int:
 
 
 def check_size(width: int, height: int, what: str = "image") -> None:
-    """Reject zero, negative or absurd sizes (see MAX_SIDE, MAX_PIXELS)."""
-    if width <= 0 or height <= 0:
-        raise ConversionError(f"{what} has zero size {width}x{height}")
-    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
-        raise ConversionError(f"{what} size {width}x{height} exceeds the limit "
-                              f"({MAX_SIDE} per side, {MAX_PIXELS} pixels)")
-
-
-def _buffer(data) -> np.ndarray:
-    """Zero-copy uint8 view of a message's ``data`` (array.array, bytes, ...)."""
+    """:func:`md2_ros.io.images.check_size`, raising ConversionError."""
     try:
-        return np.frombuffer(memoryview(data), dtype=np.uint8)
-    except (TypeError, ValueError):
-        return np.asarray(data, dtype=np.uint8)
+        images.check_size(width, height, what)
+    except images.ImageDecodeError as e:
+        raise ConversionError(str(e)) from None
 
 
 def image_to_numpy(msg: Image) -> np.ndarray:
@@ -80,7 +69,7 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     if n != step * height:
         raise ConversionError(f"data length {n} != step·height = {step}·{height} = {step * height}")
     char, channels = ENCODINGS[msg.encoding]
-    rows = _buffer(msg.data).reshape(height, step)[:, :width * bpp]
+    rows = images.as_bytes(msg.data).reshape(height, step)[:, :width * bpp]
     order = ">" if msg.is_bigendian else "<"
     dtype = np.dtype(order + char) if char != "u1" else np.dtype(np.uint8)
     arr = np.ascontiguousarray(rows).view(dtype) if step != width * bpp else rows.view(dtype)
@@ -90,95 +79,21 @@ def image_to_numpy(msg: Image) -> np.ndarray:
 
 
 def image_to_rgb(msg: Image) -> np.ndarray:
-    """Any supported Image -> contiguous H×W×3 uint8 RGB for the network.
-
-    mono16/16UC1 keep their top 8 bits (value >> 8); 32FC1 is read as intensity
-    in [0, 1] (the cv_bridge convention for float images), clipped, NaN -> 0.
-    """
-    arr = image_to_numpy(msg)
-    enc = msg.encoding
-    if enc == "rgb8":
-        return np.ascontiguousarray(arr)
-    if enc == "bgr8":
-        return np.ascontiguousarray(arr[..., ::-1])
-    if enc == "rgba8":
-        return np.ascontiguousarray(arr[..., :3])
-    if enc == "bgra8":
-        return np.ascontiguousarray(arr[..., 2::-1])
-    if enc == "mono8":
-        grey = arr
-    elif enc in ("mono16", "16UC1"):
-        grey = (arr >> 8).astype(np.uint8)
-    else:  # 32FC1
-        grey = (np.clip(np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return np.ascontiguousarray(np.repeat(grey[..., None], 3, axis=2))
-
-
-# ---------------------------------------------------------------------------
-# CompressedImage -> numpy
-# ---------------------------------------------------------------------------
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
-    """(width, height) from the first JPEG SOF segment, or None if not found."""
-    i, n = 2, len(buf)
-    while i + 4 <= n:
-        if buf[i] != 0xFF:
-            return None
-        marker = buf[i + 1]
-        if marker == 0xFF:          # fill byte
-            i += 1
-            continue
-        if marker in (0x01,) or 0xD0 <= marker <= 0xD9:   # no length field
-            i += 2
-            continue
-        seg_len = struct.unpack(">H", buf[i + 2:i + 4])[0]
-        if marker in _SOF:
-            if i + 9 > n:
-                return None
-            h, w = struct.unpack(">HH", buf[i + 5:i + 9])
-            return w, h
-        if seg_len < 2:
-            return None
-        i += 2 + seg_len
-    return None
-
-
-def compressed_size(data: bytes) -> tuple[str, int | None, int | None]:
-    """(kind, width, height) read from the PNG/JPEG header without decoding."""
-    if data[:8] == _PNG_MAGIC:
-        if len(data) < 24 or data[12:16] != b"IHDR":
-            raise ConversionError("PNG without an IHDR header")
-        w, h = struct.unpack(">II", data[16:24])
-        return "png", w, h
-    if data[:3] == b"\xff\xd8\xff":
-        size = _jpeg_size(data)
-        return ("jpeg",) + (size if size else (None, None))
-    raise ConversionError("CompressedImage data is neither JPEG nor PNG")
+    """Any Image the io decoder supports -> contiguous H×W×3 uint8 RGB for the network
+    (:func:`md2_ros.io.images.decode_image_msg`), raising ConversionError."""
+    return _decode(msg)
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg or png) -> H×W×3 uint8 RGB.
+    """CompressedImage (JPEG or PNG) -> H×W×3 uint8 RGB; header size checked before decoding."""
+    return _decode(msg)
 
-    The size in the file header is checked before decoding (no decompression
-    bombs); corrupt or truncated data raises ConversionError.
-    """
-    fmt = str(msg.format)
-    if "compressedDepth" in fmt:
-        raise ConversionError(f"compressedDepth ({fmt!r}) is a depth image, not a camera image")
-    data = bytes(_buffer(msg.data)) if not isinstance(msg.data, bytes) else msg.data
-    if not data:
-        raise ConversionError("CompressedImage has no data")
-    kind, w, h = compressed_size(data)
-    if w is not None:
-        check_size(w, h, f"{kind} image")
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
-        raise ConversionError(f"corrupt or truncated {kind} data ({len(data)} bytes, format {fmt!r})")
-    check_size(bgr.shape[1], bgr.shape[0], f"{kind} image")
-    return np.ascontiguousarray(bgr[..., ::-1])
+
+def _decode(msg) -> np.ndarray:
+    try:
+        return images.decode_image_msg(msg)
+    except images.ImageDecodeError as e:
+        raise ConversionError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------
@@ -298,7 +213,7 @@ def cloud_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray]:
     h, w = int(msg.height), int(msg.width)
     if msg.row_step != POINT_STEP * w or len(msg.data) != msg.row_step * h:
         raise ConversionError(f"cloud data length {len(msg.data)} != row_step·height")
-    raw = _buffer(msg.data).view(">f4" if msg.is_bigendian else "<f4").reshape(h, w, 4)
+    raw = images.as_bytes(msg.data).view(">f4" if msg.is_bigendian else "<f4").reshape(h, w, 4)
     bits = raw[..., 3].astype(np.float32).view(np.uint32)
     rgb = np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=-1).astype(np.uint8)
     return raw[..., :3].astype(np.float32), rgb

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
+from ..io.stamps import stamp_ns
 from . import conversions as cv
 from .diagnostics import CameraStats
 from .intrinsics import match_scale, projection_matrix, scaled_camera_info
@@ -52,10 +53,6 @@ class Outputs:
     cloud: object = None
     colored: Image | None = None
     notes: list = field(default_factory=list)   # (key, text) warnings for the node to log, throttled
-
-
-def _stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 class CameraPipeline:
@@ -127,7 +124,7 @@ class CameraPipeline:
         out_h, out_w = depth.shape
         out = Outputs(depth=cv.depth_to_image(depth, prep.header), notes=notes)
 
-        stamp = _stamp_ns(prep.header)
+        stamp = stamp_ns(prep.header)
         if self._last_stamp_ns is not None and stamp < self._last_stamp_ns:
             notes.append(("stamp", f"{self.label}: image stamp went backwards by "
                                    f"{(self._last_stamp_ns - stamp) / 1e9:.3f} s (bag loop or clock reset?)"))

@@ -61,21 +61,18 @@ def test_image_to_rgb_known_answers():
     m16 = np.array([[0x1234, 0xFF00]], np.uint16)
     out = cv.image_to_rgb(make_image(m16, "mono16", bigendian=True))
     assert out.shape == (1, 2, 3) and out[0, 0].tolist() == [0x12] * 3 and out[0, 1].tolist() == [0xFF] * 3
-    f = np.array([[0.0, 0.5, 1.0, np.nan, 7.0, -1.0]], np.float32)
-    assert cv.image_to_rgb(make_image(f, "32FC1"))[0, :, 0].tolist() == [0, 128, 255, 0, 255, 0]
 
 
 @pytest.mark.parametrize("msg, match", [
-    (Image(height=2, width=2, encoding="bayer_rggb8", step=2, data=bytes(4)), "debayer"),
-    (Image(height=2, width=2, encoding="yuv422", step=4, data=bytes(8)), "unsupported image encoding"),
+    (Image(height=2, width=2, encoding="32FC1", step=8, data=bytes(16)), "unsupported image encoding '32FC1'"),
     (Image(height=2, width=4, encoding="rgb8", step=11, data=bytes(22)), "step 11 < width"),
-    (Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(11)), "data length 11"),
-    (Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(13)), "data length 13"),
+    (Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(11)), "data length 11 .*too short"),
+    (Image(height=2, width=2, encoding="rgb8", step=6, data=bytes(13)), "data length 13 .*too long"),
     (Image(), "unsupported image encoding ''"),
     (Image(encoding="rgb8"), "zero size 0x0"),
     (Image(height=0, width=0, encoding="mono8", step=0, data=b""), "zero size"),
     (Image(height=100000, width=100000, encoding="rgb8", step=300000, data=bytes(10)), "exceeds the limit"),
-    (Image(height=5000, width=5000, encoding="rgb8", step=15000, data=bytes(10)), "data length 10 != step"),
+    (Image(height=5000, width=5000, encoding="rgb8", step=15000, data=bytes(10)), "data length 10 .*too short"),
 ])
 def test_bad_images_raise_conversion_error(msg, match):
     with pytest.raises(ConversionError, match=match):
@@ -98,7 +95,7 @@ def _encode(ext, rgb):
     return buf.tobytes()
 
 
-def test_compressed_decode_png_exact_and_jpeg_close():
+def test_compressed_decode_png_exact_and_jpeg_close():  # the decoder itself: test/io/test_images.py
     rgb = RNG.integers(0, 256, (20, 30, 3), dtype=np.uint8)
     png = cv.compressed_to_rgb(CompressedImage(format="png", data=_encode(".png", rgb)))
     np.testing.assert_array_equal(png, rgb)
@@ -107,25 +104,11 @@ def test_compressed_decode_png_exact_and_jpeg_close():
     assert jpg.shape == rgb.shape and np.abs(jpg.astype(int) - smooth).mean() < 4
 
 
-@pytest.mark.parametrize("data, fmt, match", [
-    (b"", "jpeg", "no data"),
-    (b"\xff\xd8\xff\xe0" + bytes(200), "jpeg", "corrupt or truncated jpeg"),
-    (b"GIF89a" + bytes(50), "gif", "neither JPEG nor PNG"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + struct.pack(">II", 100000, 100000) + bytes(20), "png",
-     "exceeds the limit"),
-    (bytes(12) + b"\x89PNG", "16UC1; compressedDepth png", "compressedDepth"),
-])
-def test_bad_compressed(data, fmt, match):
-    with pytest.raises(ConversionError, match=match):
-        cv.compressed_to_rgb(CompressedImage(format=fmt, data=data))
-
-
 def test_truncated_jpeg_and_huge_jpeg_header():
     rgb = RNG.integers(0, 256, (40, 60, 3), dtype=np.uint8)
     data = _encode(".jpg", rgb)
     with pytest.raises(ConversionError, match="corrupt"):
         cv.compressed_to_rgb(CompressedImage(format="jpeg", data=data[: len(data) // 2]))
-    assert cv._jpeg_size(data) == (60, 40)
     i = data.index(b"\xff\xc0")
     huge = data[:i + 5] + struct.pack(">HH", 60000, 60000) + data[i + 9:]
     with pytest.raises(ConversionError, match="exceeds the limit"):
@@ -229,4 +212,4 @@ def test_fuzz_images_convert_or_raise_conversion_error(msg):
     except ConversionError:
         return
     assert rgb.shape == (msg.height, msg.width, 3) and rgb.dtype == np.uint8
-    assert msg.height * msg.step == len(msg.data)
+    assert msg.step * (msg.height - 1) < len(msg.data) <= msg.height * msg.step

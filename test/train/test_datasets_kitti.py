@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from train import calib as kcalib
-from train.datasets.base import ImageDecodeError
+from md2_ros.io.images import ImageDecodeError
 from train.datasets.kitti import (KNOWN_SPLITS, KittiOdomDataset, KittiRAWDataset, parse_split_line, read_split,
                                   split_file)
 

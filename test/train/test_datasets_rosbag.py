@@ -14,7 +14,6 @@ from train.datasets.bagcache import BagError
 from train.datasets.base import worker_init_fn
 from train.datasets.kitti import KittiRAWDataset
 from train.datasets.rosbag import RosbagDataset
-from train.datasets.rosmsg import decode_image_msg
 from train.make_bag import write_kitti_bag
 
 DRIVE = "2011_09_26/2011_09_26_drive_seq78_sync"
@@ -193,34 +192,6 @@ def test_distortion_rules_and_undistort(tmp_path):
     assert len(ds) == 2 and ds[0][("K", 0)][0, 0].item() == pytest.approx(100.0)
     assert RosbagDataset(bag, height=16, width=32, num_scales=1, rectified=True, static_threshold=0,
                          cache_dir=tmp_path / "c2").cache_status == "built"
-
-
-def test_image_encodings():
-    rng = np.random.default_rng(2)
-    rgb = rng.integers(0, 256, (6, 10, 3), dtype=np.uint8)
-    typ = "sensor_msgs/msg/Image"
-    assert np.array_equal(decode_image_msg(_image(0, rgb), typ), rgb)
-    assert np.array_equal(decode_image_msg(_image(0, rgb[..., ::-1].copy(), "bgr8"), typ), rgb)
-    padded = np.zeros((6, 32), np.uint8)
-    padded[:, :30] = rgb.reshape(6, 30)
-    assert np.array_equal(decode_image_msg(_image(0, rgb, step=32, data=padded.reshape(-1)), typ), rgb)
-    gray = rgb[..., 0]
-    assert np.array_equal(decode_image_msg(_image(0, gray, "mono8", data=gray.reshape(-1)), typ),
-                          np.repeat(gray[..., None], 3, 2))
-    g16 = (gray.astype(np.uint16) * 256 + 7).astype(">u2")
-    assert np.array_equal(decode_image_msg(_image(0, gray, "mono16", bigendian=1, data=np.frombuffer(
-        g16.tobytes(), np.uint8)), typ)[..., 1], gray)
-    flat = np.zeros((8, 8), np.uint8)  # RGGB mosaic of the colour (200, 100, 50)
-    flat[0::2, 0::2], flat[0::2, 1::2], flat[1::2, 0::2], flat[1::2, 1::2] = 200, 100, 100, 50
-    out = decode_image_msg(_image(0, flat, "bayer_rggb8", data=flat.reshape(-1)), typ)
-    assert np.abs(out[2:-2, 2:-2].astype(int) - [200, 100, 50]).max() <= 2
-    ok, png = cv2.imencode(".png", rgb[..., ::-1])
-    comp = T["sensor_msgs/msg/CompressedImage"](header=_header(0), format="png", data=png.reshape(-1))
-    assert np.array_equal(decode_image_msg(comp, "sensor_msgs/msg/CompressedImage"), rgb)
-    with pytest.raises(IOError, match="unsupported image encoding '32FC1'"):
-        decode_image_msg(_image(0, gray, "32FC1", data=np.zeros(6 * 40, np.uint8)), typ)
-    with pytest.raises(IOError, match="too short"):
-        decode_image_msg(_image(0, rgb, data=np.zeros(20, np.uint8), step=30), typ)
 
 
 def test_undecodable_messages_skipped_or_explained(tmp_path):

@@ -3,7 +3,9 @@
 See `train.datasets.base` for the sample contract and `train.datasets.augment` for augmentation.
 """
 from .augment import ColorJitterParams, apply_color_jitter, sample_color_jitter
-from .base import ImageDecodeError, RawSample, SequenceDataset, build_sample, worker_init_fn
+from md2_ros.io.images import ImageDecodeError
+
+from .base import RawSample, SequenceDataset, build_sample, worker_init_fn
 from .folder import ImageFolderDataset, load_intrinsics_yaml
 from .kitti import KNOWN_SPLITS, KittiOdomDataset, KittiRAWDataset, read_split, split_file
 from .rosbag import BagError, RosbagDataset

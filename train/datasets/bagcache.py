@@ -22,8 +22,11 @@ import numpy as np
 
 from md2_ros.sources import sibling_info_topic
 
-from .base import ImageDecodeError, resize_rgb
-from .rosmsg import IMAGE_TYPES, INFO_TYPE, CameraModel, camera_model, decode_image_msg, stamp_ns
+from md2_ros.io.images import ImageDecodeError, decode_image_msg
+from md2_ros.io.stamps import stamp_ns
+
+from .base import resize_rgb
+from .rosmsg import IMAGE_TYPES, INFO_TYPE, CameraModel, camera_model
 
 __all__ = ["BagError", "open_bag", "bag_fingerprint", "list_topics", "resolve_topics", "read_camera",
            "decode_topic", "THUMB_WIDTH"]

@@ -40,13 +40,9 @@ import torch
 from .augment import ColorJitterParams, apply_color_jitter, flip_intrinsics, sample_color_jitter, sample_flip
 
 __all__ = ["RawSample", "SequenceDataset", "build_sample", "resize_rgb", "scale_intrinsics",
-           "normalise_intrinsics", "check_frame_ids", "ImageDecodeError", "read_image_file", "to_rgb8", "worker_init_fn"]
+           "normalise_intrinsics", "check_frame_ids", "worker_init_fn"]
 
 FrameId = Hashable  # int offsets and the string "s"
-
-
-class ImageDecodeError(IOError):
-    """An image file or message could not be decoded (truncated, corrupt, unsupported)."""
 
 
 @dataclass
@@ -102,45 +98,6 @@ def normalise_intrinsics(K_pix: np.ndarray, width: int, height: int) -> np.ndarr
     K[0, :3] /= width
     K[1, :3] /= height
     return K
-
-
-def read_image_file(path) -> np.ndarray:
-    """Decode a PNG/JPEG/... file to H x W x 3 uint8 RGB (grey and 16-bit images converted).
-
-    Raises FileNotFoundError if missing and `ImageDecodeError` naming the file if it is empty,
-    truncated (PNG without its IEND chunk, JPEG without its end marker) or otherwise undecodable.
-    """
-    path = str(path)
-    try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"image file not found: {path}") from None
-    if data.size == 0:
-        raise ImageDecodeError(f"image file is empty: {path}")
-    head, tail = data[:8].tobytes(), data[-1024:].tobytes()
-    if head.startswith(b"\x89PNG") and b"IEND" not in tail:
-        raise ImageDecodeError(f"truncated PNG (no IEND chunk): {path}")
-    if head.startswith(b"\xff\xd8") and b"\xff\xd9" not in tail:
-        raise ImageDecodeError(f"truncated JPEG (no end-of-image marker): {path}")
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ImageDecodeError(f"cannot decode image (corrupt or unsupported format): {path}")
-    return to_rgb8(image, source=path)
-
-
-def to_rgb8(image: np.ndarray, source: str = "image", bgr: bool = True) -> np.ndarray:
-    """Grey / BGR / BGRA (``bgr=True``, OpenCV order) or RGB / RGBA, 8 or 16 bit -> H x W x 3 uint8 RGB."""
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    elif image.dtype != np.uint8:
-        raise ImageDecodeError(f"{source}: unsupported pixel type {image.dtype} (need 8 or 16 bit)")
-    if image.ndim == 2 or image.shape[2] == 1:
-        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
-    if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB if bgr else cv2.COLOR_RGBA2RGB)
-    if image.shape[2] == 3:
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if bgr else np.ascontiguousarray(image)
-    raise ImageDecodeError(f"{source}: unsupported channel count {image.shape[2]}")
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -26,7 +26,9 @@ from pathlib import Path
 import numpy as np
 from md2_ros.depth_io import read_yaml_mapping
 
-from .base import RawSample, SequenceDataset, normalise_intrinsics, read_image_file, resize_rgb
+from md2_ros.io.images import read_image_file
+
+from .base import RawSample, SequenceDataset, normalise_intrinsics, resize_rgb
 
 __all__ = ["ImageFolderDataset", "load_intrinsics_yaml", "IMAGE_EXTENSIONS", "natural_key"]
 

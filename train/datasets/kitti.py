@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import calib as kcalib
-from .base import RawSample, SequenceDataset, normalise_intrinsics, read_image_file, resize_rgb
+from md2_ros.io.images import read_image_file
+
+from .base import RawSample, SequenceDataset, normalise_intrinsics, resize_rgb
 
 __all__ = ["SPLITS_DIR", "KNOWN_SPLITS", "split_file", "read_split", "parse_split_line", "KittiRAWDataset",
            "KittiOdomDataset"]
