@@ -171,7 +171,8 @@ def main(argv=None) -> int:
     import psutil
     import yaml
 
-    from md2_ros.ros.intrinsics import camera_info_from_kitti, read_kitti_calib
+    from md2_ros.io.kitti import read_calib_file
+    from md2_ros.ros.intrinsics import camera_info_from_kitti
     from md2_ros.ros.transport import configure_fastdds
     if not args.default_transport:
         configure_fastdds()     # this process publishes the big images (like a camera driver would)
@@ -188,7 +189,7 @@ def main(argv=None) -> int:
         nw, nh = (int(x) for x in args.net_size.lower().split("x"))
         DepthModel(num_layers=18, height=nh, width=nw).save(model_path)
     frames = load_frames(args.kitti, (w, h), 20)
-    calib = read_kitti_calib(args.kitti / "2011_09_26" / "calib_cam_to_cam.txt")
+    calib = read_calib_file(args.kitti / "2011_09_26" / "calib_cam_to_cam.txt")
     w0, h0 = calib["S_rect_02"]
     info = camera_info_from_kitti(calib["P_rect_02"], w, h, "camera2_optical", w / w0, h / h0)
 

@@ -19,15 +19,15 @@ def pick_data(data: str | None, out: Path, synthetic: bool = False, synth_frames
               synth_size: tuple = (192, 640)) -> tuple[Path, str]:
     """-> (KITTI drive folder, "kitti" | "synthetic"). ``--data`` wins, then ../shared's sample, then
     the synthetic scene (also when ``synthetic`` is set)."""
-    from train.data import _kitti_drives
+    from md2_ros.io.kitti import find_drives
 
     if data and not synthetic:
         root = Path(data).expanduser()
         if not root.exists():
             raise FileNotFoundError(f"--data {root}: no such folder")
-        return _kitti_drives(root)[0], "kitti"
+        return find_drives(root)[0], "kitti"
     if SHARED_SAMPLE.is_dir() and not synthetic:
-        return _kitti_drives(SHARED_SAMPLE)[0], "kitti"
+        return find_drives(SHARED_SAMPLE)[0], "kitti"
     from md2_ros.synthetic import render_sequence, write_kitti_layout
 
     print(f"[demo] {'synthetic requested' if synthetic else f'{SHARED_SAMPLE} not found'}: rendering the built-in synthetic scene "

@@ -349,28 +349,3 @@ def write_kitti_layout(seq: SyntheticSequence, root, date: str = "2011_09_26",
     return drive_dir
 
 
-def read_kitti_calib(path) -> tuple[np.ndarray, float | None, tuple[int, int] | None]:
-    """Parse a KITTI ``calib_cam_to_cam.txt``: returns (K of camera 2, 3x3 float64; stereo baseline in metres
-    from P_rect_02/P_rect_03, or None; (width, height) from S_rect_02, or None)."""
-    path = Path(path)
-    values = {}
-    for line in path.read_text().splitlines():
-        key, sep, rest = line.partition(":")
-        if not sep:
-            continue
-        try:
-            values[key.strip()] = np.array([float(x) for x in rest.split()])
-        except ValueError:
-            continue  # calib_time and other text fields
-    if "P_rect_02" not in values or values["P_rect_02"].size != 12:
-        raise ValueError(f"{path}: no valid P_rect_02 (12 numbers) found")
-    P2 = values["P_rect_02"].reshape(3, 4)
-    K = P2[:, :3].copy()
-    baseline = None
-    if "P_rect_03" in values and values["P_rect_03"].size == 12:
-        P3 = values["P_rect_03"].reshape(3, 4)
-        baseline = float((P2[0, 3] - P3[0, 3]) / K[0, 0])
-    size = None
-    if "S_rect_02" in values and values["S_rect_02"].size == 2:
-        size = (int(round(values["S_rect_02"][0])), int(round(values["S_rect_02"][1])))
-    return K, baseline, size

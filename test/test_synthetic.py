@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from md2_ros import synthetic
-from md2_ros.synthetic import make_scene, read_kitti_calib, render_sequence, render_view, write_kitti_layout
+from md2_ros.io import kitti
+from md2_ros.synthetic import make_scene, render_sequence, render_view, write_kitti_layout
 
 H, W = 96, 320
 
@@ -136,19 +137,14 @@ def test_write_kitti_layout_round_trip(stereo_seq, tmp_path):
     np.testing.assert_array_equal(np.load(drive / "gt_depth" / "0000000002.npy"), s.depths[2])
     poses = np.loadtxt(drive / "poses.txt").reshape(-1, 3, 4)
     np.testing.assert_allclose(poses, np.stack(s.poses)[:, :3], atol=1e-12)
-    K, baseline, size = read_kitti_calib(tmp_path / "2011_09_26" / "calib_cam_to_cam.txt")
-    np.testing.assert_allclose(K, s.K, rtol=1e-12)
-    assert baseline == pytest.approx(0.54, rel=1e-12)
-    assert size == (W, H)
+    day = tmp_path / "2011_09_26"
+    np.testing.assert_allclose(kitti.load_cam_intrinsics(day, 2)[:, :3], s.K, rtol=1e-12)
+    assert kitti.stereo_baseline(day) == pytest.approx(0.54, rel=1e-12)
+    assert kitti.load_image_size(day, 2) == (W, H)
+    assert kitti.find_drives(tmp_path) == [drive]
     mono = render_sequence(num_frames=1, height=8, width=16)
     mono_drive = write_kitti_layout(mono, tmp_path / "m")
     assert not (mono_drive / "image_03").exists()
-
-
-def test_read_kitti_calib_on_real_kitti(kitti_mini):
-    K, baseline, size = read_kitti_calib(kitti_mini / "2011_09_26" / "calib_cam_to_cam.txt")
-    assert K[0, 0] == pytest.approx(721.5377) and size == (1242, 375)
-    assert baseline == pytest.approx(0.532725, abs=1e-4)  # (44.857 + 339.524) / 721.54
 
 
 def test_bad_input(tmp_path):
@@ -156,10 +152,6 @@ def test_bad_input(tmp_path):
         render_sequence(num_frames=0)
     with pytest.raises(ValueError, match="baseline"):
         render_sequence(num_frames=1, stereo=True, baseline=0.0)
-    bad = tmp_path / "calib.txt"
-    bad.write_text("calib_time: x\nP_rect_02: 1 2 3\n")
-    with pytest.raises(ValueError, match="P_rect_02"):
-        read_kitti_calib(bad)
 
 
 def test_no_torch_or_ros_import():

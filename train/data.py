@@ -5,17 +5,9 @@ from pathlib import Path
 
 import torch
 
+from md2_ros.io.kitti import find_drives
+
 from .config import TrainConfig
-
-
-def _kitti_drives(root: Path) -> list[Path]:
-    """Drive folders under a KITTI root (``<date>/<drive>_sync``), or ``root`` itself if it is one."""
-    if (root / "image_02").is_dir() or (root / "image_03").is_dir():
-        return [root]
-    drives = sorted(p for p in root.glob("*/*_sync") if p.is_dir())
-    if not drives:
-        raise FileNotFoundError(f"no KITTI drive folders (<date>/<drive>_sync) under {root}")
-    return drives
 
 
 def build_dataset(cfg: TrainConfig, is_train: bool = True):
@@ -31,7 +23,7 @@ def build_dataset(cfg: TrainConfig, is_train: bool = True):
     if d.kind == "kitti":
         ext = None if d.image_ext == "auto" else d.image_ext
         if d.split == "all" or (path / "image_02").is_dir():
-            parts = [KittiRAWDataset.from_folder(p, img_ext=ext, **common) for p in _kitti_drives(path)]
+            parts = [KittiRAWDataset.from_folder(p, img_ext=ext, **common) for p in find_drives(path)]
             return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
         return KittiRAWDataset.from_split(path, d.split, "train" if is_train else "val", img_ext=ext, **common)
     if d.kind == "rosbag":

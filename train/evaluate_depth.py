@@ -36,7 +36,8 @@ import sys
 import cv2
 import numpy as np
 
-from train.export_gt_depth import load_gt_depths, read_split, resolve_split_file, format_entry
+from md2_ros.io.kitti import parse_split_line, read_split_file
+from train.export_gt_depth import format_entry, load_gt_depths, resolve_split_file
 from train.metrics import METRIC_NAMES, compute_errors, mean_errors
 
 GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)   # top, bottom, left, right (fractions)
@@ -204,17 +205,12 @@ def load_predictions(path) -> tuple[np.ndarray, str, np.ndarray | None]:
 
 def image_path(data_path, entry: str) -> pathlib.Path:
     """``"<folder> <frame> <l|r>"`` -> the KITTI raw image file (.png, else .jpg)."""
-    folder, frame, side = read_split_line(entry)
+    folder, frame, side = parse_split_line(entry)
     base = pathlib.Path(data_path) / folder / f"image_0{2 if side == 'l' else 3}" / "data" / f"{frame:010d}"
     for ext in (".png", ".jpg"):
         if base.with_suffix(ext).is_file():
             return base.with_suffix(ext)
     raise FileNotFoundError(f"image not found: {base}.png (or .jpg)")
-
-
-def read_split_line(entry: str) -> tuple[str, int, str]:
-    parts = entry.split()
-    return parts[0], int(parts[1]), parts[2] if len(parts) > 2 else "l"
 
 
 def predict_disparities(model, images, batch_size: int = 8, flip: bool = False):
@@ -317,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _check_split(split: str, files: list[str]) -> None:
     if split == "all" or not files:
         return
-    expected = [format_entry(*e) for e in read_split(resolve_split_file(split))]
+    expected = [format_entry(*e) for e in read_split_file(resolve_split_file(split))]
     if expected != files:
         raise ValueError(f"split {split!r} lists {len(expected)} frames that do not match the GT file's "
                          f"{len(files)} frames (first GT frame: {files[0]!r}); export GT for this split")

@@ -39,7 +39,7 @@ import sys
 
 import numpy as np
 
-from train.calib import load_image_size, velo_to_image
+from md2_ros.io.kitti import load_image_size, read_split_file, velo_to_image
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE_SPLITS = pathlib.Path(__file__).resolve().parent / "datasets" / "splits"
@@ -174,24 +174,6 @@ def resolve_split_file(split: str) -> pathlib.Path:
         "nor an existing file")
 
 
-def read_split(path) -> list[tuple[str, int, str]]:
-    """Parse a split list: lines ``<date>/<drive>_sync <frame> <l|r>`` -> [(folder, frame, side)]."""
-    entries = []
-    for n, line in enumerate(pathlib.Path(path).read_text().splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) not in (2, 3) or not parts[1].isdigit():
-            raise ValueError(f"{path}:{n}: expected '<folder> <frame> [l|r]', got {line!r}")
-        side = parts[2] if len(parts) == 3 else "l"
-        if side not in ("l", "r"):
-            raise ValueError(f"{path}:{n}: side must be 'l' or 'r', got {side!r}")
-        entries.append((parts[0], int(parts[1]), side))
-    if not entries:
-        raise ValueError(f"split file {path} lists no frames")
-    return entries
-
-
 def all_scanned_frames(data_path) -> list[tuple[str, int, str]]:
     """Every frame with a velodyne scan under ``<data_path>/<date>/<drive>/`` (side 'l')."""
     root = pathlib.Path(data_path)
@@ -203,7 +185,7 @@ def all_scanned_frames(data_path) -> list[tuple[str, int, str]]:
 
 def split_entries(split: str, data_path) -> list[tuple[str, int, str]]:
     """Entries of `split` ('all' = every scanned frame under `data_path`)."""
-    return all_scanned_frames(data_path) if split == "all" else read_split(resolve_split_file(split))
+    return all_scanned_frames(data_path) if split == "all" else read_split_file(resolve_split_file(split))
 
 
 def format_entry(folder: str, frame: int, side: str) -> str:

@@ -32,37 +32,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import calib as kcalib
+from md2_ros.io import kitti as kcalib
+from md2_ros.io.kitti import find_drives, read_timestamps
 from md2_ros.io.images import read_image_file
 
-__all__ = ["find_drives", "read_timestamps", "camera_info_matrices", "write_kitti_bag", "main"]
+__all__ = ["camera_info_matrices", "write_kitti_bag", "main"]
 
 T0_NS = 1_317_000_000 * 1_000_000_000
-
-
-def find_drives(src: Path) -> list[Path]:
-    """A drive folder itself (it has ``image_0x``) or every ``*_sync`` drive of a date folder, sorted."""
-    src = Path(src)
-    if not src.is_dir():
-        raise FileNotFoundError(f"KITTI folder not found: {src}")
-    if any(src.glob("image_0[0-3]")):
-        return [src]
-    drives = sorted(p for p in src.iterdir() if p.is_dir() and any(p.glob("image_0[0-3]")))
-    if not drives:
-        raise FileNotFoundError(f"{src} is neither a KITTI drive (no image_0x folder) nor a date folder with drives")
-    return drives
-
-
-def read_timestamps(path: Path) -> list[int]:
-    """KITTI ``timestamps.txt`` (``2011-09-26 13:02:25.964389445`` per line) -> ns since the epoch (as UTC)."""
-    out = []
-    for line in Path(path).read_text().splitlines():
-        if not line.strip():
-            continue
-        day_time, _, frac = line.strip().partition(".")
-        secs = dt.datetime.strptime(day_time, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc).timestamp()
-        out.append(int(secs) * 1_000_000_000 + int((frac + "000000000")[:9]))
-    return out
 
 
 def camera_info_matrices(P_rect: np.ndarray, rect_size: tuple[int, int], image_size: tuple[int, int],

@@ -120,14 +120,3 @@ def camera_info_from_kitti(P_rect: np.ndarray, width: int, height: int, frame_id
     return info
 
 
-def read_kitti_calib(path) -> dict[str, np.ndarray]:
-    """Parse a KITTI ``calib_cam_to_cam.txt`` into {key: float array}; non-numeric lines skipped."""
-    out = {}
-    with open(path) as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            try:
-                out[key.strip()] = np.array([float(x) for x in rest.split()])
-            except ValueError:
-                continue
-    return out

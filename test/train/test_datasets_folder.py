@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from train import calib as kcalib
+from md2_ros.io import kitti as kcalib
 from train.datasets.folder import ImageFolderDataset, load_intrinsics_yaml, natural_key
 from train.datasets.kitti import KittiRAWDataset
 

@@ -9,7 +9,7 @@ import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from train import calib as kcalib
+from md2_ros.io import kitti as kcalib
 from train.datasets.bagcache import BagError
 from train.datasets.base import worker_init_fn
 from train.datasets.kitti import KittiRAWDataset

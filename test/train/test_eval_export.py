@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from train.export_gt_depth import (all_scanned_frames, load_gt_depths, main, project_to_depth, read_split,
-                                   resolve_split_file, save_gt_depths)
+from md2_ros.io.kitti import read_split_file as read_split
+from train.export_gt_depth import all_scanned_frames, load_gt_depths, main, project_to_depth, resolve_split_file, save_gt_depths
 
 DRIVE = "2011_09_26/2011_09_26_drive_seq78_sync"
 

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
-from train import calib as kcalib
+from md2_ros.io import kitti as kcalib
 from train.datasets.rosbag import RosbagDataset
-from train.make_bag import camera_info_matrices, main, read_timestamps, write_kitti_bag
+from md2_ros.io.kitti import read_timestamps
+from train.make_bag import camera_info_matrices, main, write_kitti_bag
 
 DRIVE = "2011_09_26/2011_09_26_drive_seq78_sync"
 ROOT = pathlib.Path(__file__).resolve().parents[2]

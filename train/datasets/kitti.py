@@ -27,8 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import calib as kcalib
+from md2_ros.io import kitti as kcalib
 from md2_ros.io.images import read_image_file
+from md2_ros.io.kitti import SIDE_TO_CAM as _SIDE_TO_CAM
+from md2_ros.io.kitti import parse_split_line, read_split_file
 
 from .base import RawSample, SequenceDataset, normalise_intrinsics, resize_rgb
 
@@ -38,7 +40,6 @@ __all__ = ["SPLITS_DIR", "KNOWN_SPLITS", "split_file", "read_split", "parse_spli
 SPLITS_DIR = Path(__file__).resolve().parent / "splits"
 KNOWN_SPLITS = ("eigen_zhou", "eigen_full", "odom", "benchmark", "eigen", "eigen_benchmark")
 _IMG_EXTS = (".png", ".jpg", ".jpeg")
-_SIDE_TO_CAM = {"l": 2, "r": 3}
 
 
 def split_file(name_or_path: str | os.PathLike, which: str = "train") -> Path:
@@ -63,23 +64,9 @@ def split_file(name_or_path: str | os.PathLike, which: str = "train") -> Path:
                             f"shipped splits: {', '.join(KNOWN_SPLITS)})")
 
 
-def read_split(name_or_path: str | os.PathLike, which: str = "train") -> list[str]:
-    """Lines (stripped, non-empty) of a split file; see `split_file` for how it is found."""
-    path = split_file(name_or_path, which)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt") as fh:
-        return [line.strip() for line in fh if line.strip()]
-
-
-def parse_split_line(line: str) -> tuple[str, int, str]:
-    """``"<folder> <frame> [l|r]"`` -> (folder, frame, side); side defaults to "l"."""
-    parts = line.split()
-    if len(parts) not in (2, 3) or not re.fullmatch(r"-?\d+", parts[1]):
-        raise ValueError(f"bad split line {line!r}: expected '<folder> <frame index> <l|r>'")
-    side = parts[2] if len(parts) == 3 else "l"
-    if side not in _SIDE_TO_CAM:
-        raise ValueError(f"bad split line {line!r}: side must be 'l' or 'r'")
-    return parts[0], int(parts[1]), side
+def read_split(name_or_path: str | os.PathLike, which: str = "train") -> list[tuple[str, int, str]]:
+    """[(folder, frame, side)] of a split found by `split_file`, read by `md2_ros.io.kitti.read_split_file`."""
+    return read_split_file(split_file(name_or_path, which))
 
 
 class _KittiBase(SequenceDataset):

@@ -1,34 +1,37 @@
-"""KITTI calibration files: parsing and the matrices the loaders and evaluation need.
+"""KITTI on disk: calibration files, split files, drive folders, timestamps. The one KITTI reader for
+training, evaluation, the synthetic scene, the node's tests and the benches.
 
 KITTI raw keeps one calibration per recording day beside the drives::
 
-    <date>/calib_cam_to_cam.txt    S_rect_0x, R_rect_00, P_rect_0x (x = 0..3)
-    <date>/calib_velo_to_cam.txt   R (3x3), T (3) : velodyne -> camera 0 (unrectified)
+    <root>/<date>/calib_cam_to_cam.txt    S_rect_0x, R_rect_00, P_rect_0x (x = 0..3)
+    <root>/<date>/calib_velo_to_cam.txt   R (3x3), T (3) : velodyne -> camera 0 (unrectified)
+    <root>/<date>/<drive>_sync/image_0x/data/0000000000.png, image_0x/timestamps.txt
 
-Every line is ``key: numbers`` (``calib_time: <date>`` lines are not numbers and are skipped).
+Every calibration line is ``key: numbers`` (``calib_time: <date>`` lines are not numbers and are skipped).
 KITTI odometry keeps one ``calib.txt`` per sequence with ``P0..P3`` and ``Tr``; `load_cam_intrinsics`
 accepts that layout too.
 
 Conventions: ``P_rect_0x`` (3x4) projects points in the *rectified camera-0* frame to pixels of the
 rectified image of camera x; ``P[0, 3] = fx * t_x`` where ``t_x`` is camera x's offset from camera 0
 along the baseline (metres). Camera 2 is the left colour camera, camera 3 the right one.
+
+Split files list one target frame per line: ``<date>/<drive>_sync <frame> [l|r]`` (side defaults to l).
 """
 from __future__ import annotations
 
+import datetime as dt
+import gzip
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 
-__all__ = [
-    "read_calib_file",
-    "load_cam_intrinsics",
-    "load_rect_rotation",
-    "load_velo_to_cam",
-    "load_image_size",
-    "stereo_baseline",
-    "velo_to_image",
-]
+__all__ = ["read_calib_file", "load_cam_intrinsics", "load_rect_rotation", "load_velo_to_cam", "load_image_size",
+           "stereo_baseline", "velo_to_image", "parse_split_line", "read_split_file", "find_drives",
+           "read_timestamps", "SIDE_TO_CAM"]
+
+SIDE_TO_CAM = {"l": 2, "r": 3}
 
 
 def read_calib_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -125,3 +128,71 @@ def stereo_baseline(calib_dir: str | os.PathLike, left: int = 2, right: int = 3)
     P_l = load_cam_intrinsics(calib_dir, left)
     P_r = load_cam_intrinsics(calib_dir, right)
     return float((P_l[0, 3] - P_r[0, 3]) / P_l[0, 0])
+
+
+# ----------------------------------------------------------------------------------------- splits
+def parse_split_line(line: str) -> tuple[str, int, str]:
+    """``"<folder> <frame> [l|r]"`` -> (folder, frame, side); side defaults to "l"; ValueError otherwise."""
+    parts = line.split()
+    if len(parts) not in (2, 3) or not re.fullmatch(r"-?\d+", parts[1]):
+        raise ValueError(f"bad split line {line!r}: expected '<folder> <frame index> [l|r]'")
+    side = parts[2] if len(parts) == 3 else "l"
+    if side not in SIDE_TO_CAM:
+        raise ValueError(f"bad split line {line!r}: side must be 'l' or 'r'")
+    return parts[0], int(parts[1]), side
+
+
+def read_split_file(path: str | os.PathLike) -> list[tuple[str, int, str]]:
+    """THE split reader: a split file (``.txt`` or ``.txt.gz``) -> [(folder, frame, side)] in file order.
+
+    FileNotFoundError naming the file if missing; ValueError naming file and line for a bad line or an
+    empty split."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split file not found: {path}")
+    opener = gzip.open if path.suffix == ".gz" else open
+    entries = []
+    with opener(path, "rt") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    entries.append(parse_split_line(line.strip()))
+                except ValueError as exc:
+                    raise ValueError(f"{path}:{lineno}: {exc}") from None
+    if not entries:
+        raise ValueError(f"split file {path} lists no frames")
+    return entries
+
+
+# ----------------------------------------------------------------------------------------- drives
+def _is_drive(path: Path) -> bool:
+    return any(p.is_dir() for p in path.glob("image_0[0-3]"))
+
+
+def find_drives(path: str | os.PathLike) -> list[Path]:
+    """THE drive discovery: ``path`` itself if it is a drive (has ``image_0x``), else the drives of a date
+    folder (``<date>/<drive>``), else those of a KITTI root (``<root>/<date>/<drive>``); sorted.
+    FileNotFoundError naming ``path`` when there are none."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"KITTI folder not found: {path}")
+    if _is_drive(path):
+        return [path]
+    for pattern in ("*", "*/*"):
+        drives = sorted(p for p in path.glob(pattern) if p.is_dir() and _is_drive(p))
+        if drives:
+            return drives
+    raise FileNotFoundError(f"no KITTI drive folders under {path} (a drive has image_02/ or image_03/; "
+                            "expected <root>/<date>/<drive>_sync)")
+
+
+def read_timestamps(path: str | os.PathLike) -> list[int]:
+    """KITTI ``timestamps.txt`` (``2011-09-26 13:02:25.964389445`` per line) -> ns since the epoch (as UTC)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if not line.strip():
+            continue
+        day_time, _, frac = line.strip().partition(".")
+        secs = dt.datetime.strptime(day_time, "%Y-%m-%d %H:%M:%S").replace(tzinfo=dt.timezone.utc).timestamp()
+        out.append(int(secs) * 1_000_000_000 + int((frac + "000000000")[:9]))
+    return out
