@@ -27,7 +27,9 @@ class DataConfig:
     max_gap: float = 0.0           # rosbag: max seconds between consecutive frames (0 = 2.5 × median period)
     static_threshold: float = 0.005  # rosbag: drop triplets whose mean |Δ| (0..1 intensity) is below this; 0 keeps all
     intrinsics: str = ""           # folder: YAML with fx, fy, cx, cy (pixels) and width, height
-    val_fraction: float = 0.0      # fraction of samples held out for validation when no split exists
+    val_fraction: float = 0.0      # hold out this fraction of each sequence's samples (its tail) for validation
+    val_path: str = ""             # a second dataset of the same kind for validation (KITTI: every frame under it)
+    val_max_samples: int = 0       # validate on at most this many samples, evenly spaced (0 = all)
     num_workers: int = 4           # DataLoader workers per process (= per GPU)
 
 
@@ -68,6 +70,7 @@ class TrainConfig:
     log_every: int = 50            # steps between TensorBoard scalars
     image_every: int = 500         # steps between TensorBoard depth images
     save_every: int = 1000         # steps between resumable checkpoints (0 = none by step)
+    val_every: int = 0             # steps between validations (0 = off); see docs/training.md
     epoch_checkpoints: bool = True  # also save the resumable state + a depth model at each epoch end
     progress: bool = True          # tqdm progress bar (rank 0)
     data: DataConfig = field(default_factory=DataConfig)
@@ -114,13 +117,26 @@ class TrainConfig:
         if self.batch_size < 1 or self.learning_rate <= 0 or self.num_epochs < 1:
             bad("batch_size, learning_rate and num_epochs must be positive")
         for key, value in [(k, getattr(self, k)) for k in ("max_steps", "grad_clip", "log_every", "image_every",
-                                                            "save_every")] + [("data.num_workers", self.data.num_workers)]:
+                                                            "save_every", "val_every")] + \
+                [("data.num_workers", self.data.num_workers), ("data.val_max_samples", self.data.val_max_samples)]:
             if value < 0:
                 bad(f"{key} must be >= 0, got {value}")
         if self.scheduler_step_size < 1:
             bad(f"scheduler_step_size must be >= 1 (epochs), got {self.scheduler_step_size}")
         if not 0 < self.min_depth < self.max_depth:
             bad(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+        self._validate_validation(bad)
+
+    def _validate_validation(self, bad) -> None:
+        d = self.data
+        if not 0 <= d.val_fraction < 1:
+            bad(f"data.val_fraction must be in [0, 1) (a fraction of each sequence), got {d.val_fraction}")
+        if d.val_fraction > 0 and d.val_path:
+            bad("set either data.val_fraction or data.val_path, not both")
+        split_has_val = d.kind == "kitti" and d.split != "all"
+        if self.val_every and not (d.val_fraction > 0 or d.val_path or split_has_val):
+            bad(f"val_every={self.val_every} needs validation data: set data.val_fraction (e.g. 0.1) or "
+                "data.val_path (or train KITTI on a split that has val_files.txt)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

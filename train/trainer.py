@@ -24,6 +24,7 @@ from .config import TrainConfig
 from .distributed import DistInfo, ResumableSampler, SeededDataset, init_distributed
 from .networks import Networks
 from .objective import compute_losses
+from .validation import setup_validation
 
 log = logging.getLogger("md2_ros.train")
 
@@ -61,7 +62,7 @@ class Trainer:
     """``Trainer(cfg, train_set).train()``; ``step(batch)`` is one optimisation step (used by tests/bench)."""
 
     def __init__(self, cfg: TrainConfig, train_set=None, dist_info: DistInfo | None = None,
-                 device: torch.device | None = None):
+                 device: torch.device | None = None, val_set=None):
         self.cfg = cfg
         if dist_info is None:
             dist_info, auto_device = init_distributed(cfg.device)
@@ -87,8 +88,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step_count, self.epoch, self.pos_in_epoch = 0, 0, 0
         self.skipped_nonfinite = 0
-        self.train_set = train_set
         self.log_dir = Path(cfg.log_dir)
+        # data.val_fraction splits train_set; validation (rank 0) every val_every steps: train/validation.py
+        self.train_set, self.validator = setup_validation(cfg, train_set, val_set, self.log_dir, self.device)
         self.writer = None
 
     # ------------------------------------------------------------------ one step
@@ -134,7 +136,8 @@ class Trainer:
         return {"nets": self.nets.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "step": self.step_count, "epoch": self.epoch, "pos_in_epoch": self.pos_in_epoch,
-                "skipped_nonfinite": self.skipped_nonfinite, "rng": rng_state(), "config": self.cfg.to_dict()}
+                "skipped_nonfinite": self.skipped_nonfinite, "rng": rng_state(), "config": self.cfg.to_dict(),
+                "validation": self.validator.state_dict() if self.validator else None}
 
     def save(self, path: str | Path | None = None) -> Path | None:
         """Atomically write the resumable state (rank 0 only). Returns the path."""
@@ -158,6 +161,8 @@ class Trainer:
         rng["numpy"][1] = rng["numpy"][1].cpu()
         rng["cuda"] = [s.cpu() for s in rng.get("cuda", [])]
         set_rng_state(rng)
+        if self.validator is not None and state.get("validation"):
+            self.validator.load_state_dict(state["validation"])
 
     def export(self, path: str | Path | None = None) -> Path | None:
         """Write the depth model alone as a node-loadable safetensors checkpoint (rank 0)."""
@@ -238,6 +243,8 @@ class Trainer:
                 if pbar is not None:
                     pbar.update(1)
                     pbar.set_postfix(loss=f"{result['loss']:.4f}", epoch=self.epoch)
+                if self.validator is not None and self.dist.is_main and not result["skipped"]:
+                    self.validator.maybe_run(self.nets, self.step_count, self.writer)
                 if cfg.save_every and self.step_count % cfg.save_every == 0:
                     self.save()
                 if cfg.max_steps and self.step_count >= cfg.max_steps:
@@ -251,6 +258,8 @@ class Trainer:
                     self.save()
                 if cfg.epoch_checkpoints and self.dist.is_main:
                     self.nets.depth.save(self.log_dir / "models" / f"depth_epoch{self.epoch:02d}.safetensors")
+        if self.validator is not None and self.dist.is_main:
+            self.validator.maybe_run(self.nets, self.step_count, self.writer, final=True)
         self.save()
         exported = self.export()
         if pbar is not None:
@@ -260,4 +269,5 @@ class Trainer:
         return {"steps": self.step_count, "epoch": self.epoch, "skipped_nonfinite": self.skipped_nonfinite,
                 "first_loss": losses_seen[0] if losses_seen else math.nan,
                 "last_loss": losses_seen[-1] if losses_seen else math.nan,
-                "losses": losses_seen, "exported": str(exported) if exported else None}
+                "losses": losses_seen, "exported": str(exported) if exported else None,
+                "validation": self.validator.history if self.validator else []}

@@ -190,6 +190,16 @@ class SequenceDataset(torch.utils.data.Dataset):
     def load(self, index: int) -> RawSample:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def sample_frames(self, index: int) -> tuple[Hashable, float, frozenset]:
+        """(sequence, position of the target in it, keys of every frame the sample reads), for splitting off
+        validation samples that share no image with training ones (see ``train/validation.py``)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be split by data.val_fraction; "
+                                  "use data.val_path")
+
+    def ground_truth(self, index: int) -> tuple[np.ndarray, str] | None:
+        """(H x W depth in metres of the target frame, 0 = no measurement; the evaluation crop), or None."""
+        return None
+
     def __getitem__(self, index: int) -> dict:
         if index < 0:
             index += len(self)

@@ -128,6 +128,10 @@ class ImageFolderDataset(SequenceDataset):
     def __len__(self) -> int:
         return len(self.targets)
 
+    def sample_frames(self, index: int) -> tuple:
+        i = self.targets[index]
+        return str(self.folder), i, frozenset(i + f * self.stride for f in self.int_frame_ids)
+
     def load(self, index: int) -> RawSample:
         i = self.targets[index]
         images = {f: resize_rgb(read_image_file(self.files[i + f * self.stride]), self.width, self.height)

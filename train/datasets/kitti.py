@@ -162,6 +162,11 @@ class _KittiBase(SequenceDataset):
         ext = self._frames(folder, cam).get(frame, self.img_ext or ".png")
         return self.image_dir(folder, cam) / f"{frame:0{self.frame_digits}d}{ext}"
 
+    def sample_frames(self, index: int) -> tuple:
+        """Both cameras' images of one instant count as one frame (a stereo pair is a near-duplicate)."""
+        folder, frame, _ = self.samples[index]
+        return folder, frame, frozenset(frame + f for f in self.int_frame_ids)
+
     def load(self, index: int) -> RawSample:
         folder, frame, side = self.samples[index]
         cam = _SIDE_TO_CAM[side]
@@ -189,6 +194,20 @@ class KittiRAWDataset(_KittiBase):
 
     def calib_dir(self, folder: str) -> Path:
         return self.data_path / Path(folder).parent
+
+    def ground_truth(self, index: int) -> tuple[np.ndarray, str] | None:
+        """Exact depth (``<drive>/gt_depth/<frame>.npy``, synthetic drives; no crop) or the velodyne scan
+        projected into the target camera (Garg crop); None without either."""
+        folder, frame, side = self.samples[index]
+        drive = self.data_path / folder
+        exact = drive / "gt_depth" / f"{frame:010d}.npy"
+        if side == "l" and exact.is_file():
+            return np.load(exact).astype(np.float32), "none"
+        if (drive / "velodyne_points" / "data" / f"{frame:010d}.bin").is_file():
+            from ..export_gt_depth import velodyne_depth
+
+            return velodyne_depth(self.data_path, folder, frame, _SIDE_TO_CAM[side]), "garg"
+        return None
 
     @classmethod
     def from_split(cls, data_path, split: str, which: str = "train", **kwargs) -> "KittiRAWDataset":

@@ -287,6 +287,10 @@ class RosbagDataset(SequenceDataset):
             self._frames[side] = np.load(self.cache_dir / self._doc["streams"][side]["file"], mmap_mode="r")
         return self._frames[side]
 
+    def sample_frames(self, index: int) -> tuple:
+        rows = frozenset(("r" if f == "s" else "l", row) for f, row in zip(self.frame_ids, self._rows[index]))
+        return str(self.bag), self.stamps[index], rows
+
     def load(self, index: int) -> RawSample:
         images = {}
         for f, row in zip(self.frame_ids, self._rows[index]):
