@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     import yaml
 
     from md2_ros.io.kitti import read_calib_file
-    from md2_ros.ros.intrinsics import camera_info_from_kitti
+    from md2_ros.ros.conversions import camera_info_from_kitti
     from md2_ros.ros.transport import configure_fastdds
     if not args.default_transport:
         configure_fastdds()     # this process publishes the big images (like a camera driver would)

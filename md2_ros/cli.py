@@ -20,8 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .depth_io import (COLORMAPS, colorize_depth, depth_to_mm_png, depth_to_points, intrinsics_from_values,
-                       load_intrinsics_file, scale_intrinsics_to, write_ply)
+from .depth_io import COLORMAPS, colorize_depth, depth_to_mm_png, depth_to_points, write_ply
+from .io.intrinsics import intrinsics_from_values, load_intrinsics_file, scale_intrinsics
 from .sources import InputError, open_source
 
 log = logging.getLogger("md2_ros.cli")
@@ -157,7 +157,7 @@ def run(args) -> int:
                     h, w = depth.shape
                     K = frame.K
                     if user_K is not None:
-                        K = scale_intrinsics_to(user_K, user_size, (w, h)) if user_size else user_K
+                        K = scale_intrinsics(user_K, user_size, (w, h)) if user_size else user_K
                     if K is None and ("ply" in formats or bag is not None) and not warned_no_K:
                         warned_no_K = True
                         print("md2-depth: no intrinsics (no CameraInfo in the input, no --intrinsics, no "

@@ -5,12 +5,10 @@ Points are in the camera's optical frame (REP 103: x right, y down, z forward).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
 
 COLORMAPS = {name[len("COLORMAP_"):].lower(): getattr(cv2, name) for name in dir(cv2) if name.startswith("COLORMAP_")}
 MM_MAX = 65535  # largest 16-bit PNG value: 65.535 m
@@ -55,25 +53,6 @@ def colorize_depth(depth: np.ndarray, colormap: str = "magma", lo_pct: float = 2
     bgr = cv2.applyColorMap(grey, COLORMAPS[colormap])
     bgr[~ok] = 0
     return bgr
-
-
-def check_intrinsics(K: np.ndarray) -> np.ndarray:
-    """Validate a 3×3 pixel intrinsics matrix (finite, fx, fy > 0); returns it as float64."""
-    K = np.asarray(K, dtype=np.float64)
-    if K.shape != (3, 3):
-        raise ValueError(f"intrinsics must be 3×3, got {K.shape}")
-    if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
-        raise ValueError(f"invalid intrinsics: fx={K[0, 0]}, fy={K[1, 1]}, cx={K[0, 2]}, cy={K[1, 2]}")
-    return K
-
-
-def scale_intrinsics_to(K: np.ndarray, from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
-    """Rescale pixel intrinsics from an image of (width, height) ``from_size`` to ``to_size``."""
-    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
-    K = np.array(K, dtype=np.float64)
-    K[0] *= sx
-    K[1] *= sy
-    return K
 
 
 def depth_to_points(depth: np.ndarray, K: np.ndarray, stride: int = 1, min_depth: float = 0.0,
@@ -184,52 +163,3 @@ def read_ply(path) -> tuple[dict, np.ndarray]:
         for i, (name, _) in enumerate(props):
             arr[name] = table[:, i]
     return {"format": fmt, "count": count, "properties": [n for n, _ in props]}, arr
-
-
-def read_yaml_mapping(path, what: str, expected: str, missing_error=FileNotFoundError) -> dict:
-    """Load a YAML file that must hold a mapping; errors name the file and say what was expected."""
-    path = Path(path)
-    if not path.is_file():
-        raise missing_error(f"{what} not found: {path}")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(doc, dict) or not doc:
-        raise ValueError(f"{path}: expected a mapping with {expected}")
-    return doc
-
-
-def load_intrinsics_file(path) -> tuple[np.ndarray, tuple[int, int] | None]:
-    """Intrinsics from a YAML file -> (3×3 K in pixels, (width, height) they refer to, or None).
-
-    Accepted forms: ``fx, fy, cx, cy`` keys (optional ``width``, ``height``), or a ROS camera_info YAML
-    (``camera_matrix: {data: [9 numbers]}``, ``image_width``, ``image_height``).
-    """
-    path = Path(path)
-    doc = read_yaml_mapping(path, "intrinsics file", "fx, fy, cx, cy (or camera_matrix)", ValueError)
-    try:
-        if all(k in doc for k in ("fx", "fy", "cx", "cy")):
-            K = np.array([[float(doc["fx"]), 0, float(doc["cx"])], [0, float(doc["fy"]), float(doc["cy"])], [0, 0, 1]])
-            size = (int(doc["width"]), int(doc["height"])) if "width" in doc and "height" in doc else None
-        elif isinstance(doc.get("camera_matrix"), dict):
-            K = np.array(doc["camera_matrix"]["data"], dtype=np.float64).reshape(3, 3)
-            w, h = doc.get("image_width"), doc.get("image_height")
-            size = (int(w), int(h)) if w and h else None
-        else:
-            raise ValueError("needs keys fx, fy, cx, cy (optional width, height) or a camera_matrix")
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(f"{path}: bad intrinsics ({exc})") from exc
-    if size is not None and (size[0] <= 0 or size[1] <= 0):
-        raise ValueError(f"{path}: width and height must be positive, got {size}")
-    return check_intrinsics(K), size
-
-
-def intrinsics_from_values(fx, fy, cx, cy) -> np.ndarray:
-    """3×3 K from four numbers (all required)."""
-    vals = [fx, fy, cx, cy]
-    if any(v is None for v in vals):
-        raise ValueError("--fx, --fy, --cx and --cy must be given together")
-    if not all(math.isfinite(v) for v in vals):
-        raise ValueError(f"intrinsics must be finite, got {vals}")
-    return check_intrinsics([[fx, 0, cx], [0, fy, cy], [0, 0, 1]])

@@ -13,16 +13,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .io.bags import BAG_EXTS, IMAGE_TYPES, INFO_TYPE, sibling_info_topic, typestore
 from .io.images import decode_image_msg, read_image_file
+from .io.intrinsics import InvalidIntrinsics, camera_info_K
 from .io.stamps import stamp_ns
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
 VIDEO_EXTS = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
-BAG_EXTS = {".mcap", ".db3", ".bag"}
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 NOMINAL_RATE_HZ = 10.0  # stamps for image files (frame index / 10 s), like KITTI
 
 
@@ -135,34 +134,6 @@ class VideoSource:
 
 # ----------------------------------------------------------------------------------------- bags
 
-def _typestore():
-    from rosbags.typesys import Stores, get_typestore
-    return get_typestore(Stores.ROS2_HUMBLE)
-
-
-def camera_info_K(info, width: int, height: int) -> np.ndarray | None:
-    """3×3 pixel intrinsics of a CameraInfo, rescaled to a width×height image; None if unusable."""
-    K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
-    if not (K[0, 0] > 0 and K[1, 1] > 0):
-        K = np.asarray(info.p, dtype=np.float64).reshape(3, 4)[:, :3]
-    if not (np.isfinite(K).all() and K[0, 0] > 0 and K[1, 1] > 0):
-        return None
-    K = K.copy()
-    if info.width > 0 and info.height > 0 and (info.width, info.height) != (width, height):
-        K[0] *= width / info.width
-        K[1] *= height / info.height
-    return K
-
-
-def sibling_info_topic(image_topic: str) -> str:
-    """The CameraInfo topic image_transport pairs with an image topic: ``/cam/image_raw[/compressed]``
-    -> ``/cam/camera_info`` (also used by the training bag loader)."""
-    parts = image_topic.rstrip("/").split("/")
-    if parts[-1] in ("compressed", "theora", "compressedDepth"):
-        parts = parts[:-1]
-    return "/".join(parts[:-1] + ["camera_info"])
-
-
 class BagSource:
     """An Image or CompressedImage topic of a rosbag2 (.mcap / .db3 / folder) or ROS 1 bag, with CameraInfo."""
 
@@ -170,7 +141,7 @@ class BagSource:
         from rosbags.highlevel import AnyReader
 
         self.path, self.every, self.kind = Path(path), every, "bag"
-        self.typestore = _typestore()
+        self.typestore = typestore()
         try:
             with AnyReader([self.path], default_typestore=self.typestore) as reader:
                 topics = {t: (i.msgtype, i.msgcount) for t, i in reader.topics.items()}
@@ -195,6 +166,19 @@ class BagSource:
         self.topic, self.info_topic, self.msgtype = topic, info_topic, topics[topic][0]
         self.total = (topics[topic][1] + every - 1) // every
         self.bad = 0
+        self.invalid_info = None  # the reason the bag's CameraInfo cannot be used, if so
+
+    def _intrinsics(self, info, width: int, height: int) -> np.ndarray | None:
+        """K of the latest CameraInfo for this image; None (said once) when there is none or it is invalid."""
+        if info is None:
+            return None
+        try:
+            return camera_info_K(info, width, height, f"{self.path}: {self.info_topic}")
+        except InvalidIntrinsics as exc:
+            if not self.invalid_info:
+                log.warning("%s (invalid, not missing): no point clouds from it", exc)
+            self.invalid_info = str(exc)
+            return None
 
     def __iter__(self):
         from rosbags.highlevel import AnyReader
@@ -224,7 +208,7 @@ class BagSource:
                     log.warning("%s: %s message %d dropped: %s", self.path, self.topic, idx, exc)
                     continue
                 stamp = stamp_ns(msg.header)
-                K = camera_info_K(info, rgb.shape[1], rgb.shape[0]) if info is not None else None
+                K = self._intrinsics(info, rgb.shape[1], rgb.shape[0])
                 pending.append((conn.topic, conn.msgtype, t, cdr or self.typestore.serialize_cdr(msg, conn.msgtype)))
                 yield Frame(idx, f"frame_{idx:06d}", rgb, stamp, msg.header.frame_id or "camera_optical_frame", K,
                             pending, t)

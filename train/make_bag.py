@@ -23,7 +23,6 @@ later drives of a date folder 1000 s apart), used for both header stamp and bag 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import shutil
 import sys
@@ -33,6 +32,7 @@ import cv2
 import numpy as np
 
 from md2_ros.io import kitti as kcalib
+from md2_ros.io.intrinsics import scale_intrinsics
 from md2_ros.io.kitti import find_drives, read_timestamps
 from md2_ros.io.images import read_image_file
 
@@ -44,10 +44,7 @@ T0_NS = 1_317_000_000 * 1_000_000_000
 def camera_info_matrices(P_rect: np.ndarray, rect_size: tuple[int, int], image_size: tuple[int, int],
                          tx_metres: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(K 3x3, P 3x4) in pixels of ``image_size`` from a KITTI ``P_rect`` for ``rect_size``; P[0,3] = -fx * tx."""
-    sx, sy = image_size[0] / rect_size[0], image_size[1] / rect_size[1]
-    K = np.array(P_rect[:3, :3], dtype=np.float64)
-    K[0] *= sx
-    K[1] *= sy
+    K = scale_intrinsics(np.asarray(P_rect)[:3, :3], rect_size, image_size)
     K[2] = [0.0, 0.0, 1.0]
     P = np.zeros((3, 4))
     P[:, :3] = K

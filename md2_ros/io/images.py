@@ -24,11 +24,13 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(MAX_PIXELS))  # read by 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .errors import FormatError  # noqa: E402
+
 __all__ = ["ImageDecodeError", "MAX_SIDE", "MAX_PIXELS", "check_size", "decode_image_msg", "decode_raw",
            "decode_compressed", "compressed_size", "read_image_file", "to_rgb8", "ENCODINGS"]
 
 
-class ImageDecodeError(ValueError, OSError):
+class ImageDecodeError(FormatError, OSError):
     """An image file or message cannot be decoded; the text names the source and the cause."""
 
 

@@ -12,13 +12,16 @@ network are H×W×3 uint8 **RGB**. Depth is H×W float32 metres, NaN = invalid.
 from __future__ import annotations
 
 import array
+import copy
 import sys
 
 import numpy as np
-from sensor_msgs.msg import CompressedImage, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
 from .. import depth_io
 from ..io import images
+from ..io.errors import FormatError
+from ..io.intrinsics import binned_matrices, scale_intrinsics
 from ..io.images import MAX_PIXELS, MAX_SIDE  # noqa: F401  (re-exported for callers)
 
 # encodings of numeric arrays (depth out, tests); camera images are decoded by io.images
@@ -30,8 +33,7 @@ ENCODINGS = {
 _NATIVE_BIG = sys.byteorder == "big"
 
 
-class ConversionError(ValueError):
-    """A message that cannot be converted; the text says why."""
+ConversionError = FormatError  # a message that cannot be converted; io's errors are this type too
 
 
 # ---------------------------------------------------------------------------
@@ -46,12 +48,7 @@ def bytes_per_pixel(encoding: str) -> int:
     return int(char[1]) * channels
 
 
-def check_size(width: int, height: int, what: str = "image") -> None:
-    """:func:`md2_ros.io.images.check_size`, raising ConversionError."""
-    try:
-        images.check_size(width, height, what)
-    except images.ImageDecodeError as e:
-        raise ConversionError(str(e)) from None
+check_size = images.check_size
 
 
 def image_to_numpy(msg: Image) -> np.ndarray:
@@ -81,19 +78,12 @@ def image_to_numpy(msg: Image) -> np.ndarray:
 def image_to_rgb(msg: Image) -> np.ndarray:
     """Any Image the io decoder supports -> contiguous H×W×3 uint8 RGB for the network
     (:func:`md2_ros.io.images.decode_image_msg`), raising ConversionError."""
-    return _decode(msg)
+    return images.decode_image_msg(msg, "sensor_msgs/msg/Image")
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     """CompressedImage (JPEG or PNG) -> H×W×3 uint8 RGB; header size checked before decoding."""
-    return _decode(msg)
-
-
-def _decode(msg) -> np.ndarray:
-    try:
-        return images.decode_image_msg(msg)
-    except images.ImageDecodeError as e:
-        raise ConversionError(str(e)) from None
+    return images.decode_image_msg(msg, "sensor_msgs/msg/CompressedImage")
 
 
 # ---------------------------------------------------------------------------
@@ -217,3 +207,37 @@ def cloud_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray]:
     bits = raw[..., 3].astype(np.float32).view(np.uint32)
     rgb = np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=-1).astype(np.uint8)
     return raw[..., :3].astype(np.float32), rgb
+
+
+# ---------------------------------------------------------------------------
+# CameraInfo (the rules are md2_ros.io.intrinsics'; here only messages are built)
+# ---------------------------------------------------------------------------
+def scaled_camera_info(info: CameraInfo, header, sx: float, sy: float, width: int, height: int) -> CameraInfo:
+    """Copy of ``info`` for a ``width``×``height`` image: K and P scaled, binning/ROI cleared,
+    D and R unchanged, ``header`` used as given (the depth image's header)."""
+    K, P = binned_matrices(info)
+    out = CameraInfo()
+    out.header = header
+    out.width, out.height = int(width), int(height)
+    out.distortion_model = info.distortion_model
+    out.d = list(info.d)
+    out.r = copy.copy(info.r)
+    out.k = scale_intrinsics(K, (1, 1), (sx, sy)).reshape(-1)
+    out.p = scale_intrinsics(P, (1, 1), (sx, sy)).reshape(-1)
+    return out
+
+
+def camera_info_from_kitti(P_rect: np.ndarray, width: int, height: int, frame_id: str = "camera",
+                           sx: float = 1.0, sy: float = 1.0) -> CameraInfo:
+    """CameraInfo for a rectified KITTI camera from its 3×4 ``P_rect_0x`` (scaled by sx, sy).
+
+    K = P[:, :3]; D = 0 (rectified), R = I. Used by the tests and the benchmark.
+    """
+    P = scale_intrinsics(np.reshape(P_rect, (3, 4)), (1, 1), (sx, sy))
+    info = CameraInfo(width=int(width), height=int(height), distortion_model="plumb_bob")
+    info.header.frame_id = frame_id
+    info.d = [0.0] * 5
+    info.k = P[:, :3].reshape(-1)
+    info.r = np.eye(3).reshape(-1)
+    info.p = P.reshape(-1)
+    return info

@@ -17,7 +17,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from ..io.stamps import stamp_ns
 from . import conversions as cv
 from .diagnostics import CameraStats
-from .intrinsics import match_scale, projection_matrix, scaled_camera_info
+from ..io.intrinsics import match_scale, projection_matrix
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class CameraPipeline:
             raise cv.ConversionError("no CameraInfo received yet")
         sx, sy = match_scale(info, prep.header.frame_id, *prep.in_size)
         sx, sy = sx * out_w / prep.in_size[0], sy * out_h / prep.in_size[1]
-        return projection_matrix(info, sx, sy), scaled_camera_info(info, prep.header, sx, sy, out_w, out_h)
+        return projection_matrix(info, sx, sy), cv.scaled_camera_info(info, prep.header, sx, sy, out_w, out_h)
 
     def finish(self, prep: Prepared, depth: np.ndarray, settings: Settings,
                want_cloud: bool = True, want_colored: bool = True) -> Outputs:

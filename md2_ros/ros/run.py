@@ -13,7 +13,7 @@ import argparse
 import pathlib
 import sys
 
-from md2_ros.depth_io import read_yaml_mapping
+from md2_ros.io.intrinsics import read_yaml_mapping
 
 
 def check_params_file(path: pathlib.Path) -> dict:

@@ -38,7 +38,7 @@ def kitti_frame(kitti_mini: pathlib.Path, index: int, size=None) -> np.ndarray:
 def kitti_camera_info(kitti_mini: pathlib.Path, width: int, height: int, frame_id: str = "camera2_optical"):
     """CameraInfo from P_rect_02 of calib_cam_to_cam.txt, scaled from S_rect_02 to width×height."""
     from md2_ros.io.kitti import read_calib_file
-    from md2_ros.ros.intrinsics import camera_info_from_kitti
+    from md2_ros.ros.conversions import camera_info_from_kitti
     calib = read_calib_file(kitti_mini / "2011_09_26" / "calib_cam_to_cam.txt")
     w0, h0 = calib["S_rect_02"]
     return camera_info_from_kitti(calib["P_rect_02"], width, height, frame_id, width / w0, height / h0)

@@ -4,8 +4,8 @@ import pytest
 
 from md2_ros.ros import params
 from md2_ros.ros.conversions import ConversionError
-from md2_ros.ros.intrinsics import (camera_info_from_kitti, match_scale, projection_matrix,
-                                    scaled_camera_info)
+from md2_ros.io.intrinsics import match_scale, projection_matrix
+from md2_ros.ros.conversions import camera_info_from_kitti, scaled_camera_info
 from ros_helpers import header, kitti_camera_info
 
 P = np.array([[721.5377, 0, 609.5593, 44.85728], [0, 721.5377, 172.854, 0.2163791], [0, 0, 1, 0.002745884]])

@@ -12,7 +12,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from md2_ros.ros import conversions as cv
 from md2_ros.ros.conversions import ConversionError
 from md2_ros.ros.depth_node import DepthNode
-from md2_ros.ros.intrinsics import camera_info_from_kitti, match_scale
+from md2_ros.io.intrinsics import match_scale
+from md2_ros.ros.conversions import camera_info_from_kitti
 from ros_helpers import header
 
 K_FULL = np.array([[721.5, 0, 609.6, 44.9], [0, 721.5, 172.9, 0.2], [0, 0, 1, 0.0027]])

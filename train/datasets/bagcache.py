@@ -20,13 +20,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from md2_ros.sources import sibling_info_topic
+from md2_ros.io.bags import IMAGE_TYPES, INFO_TYPE, sibling_info_topic
 
 from md2_ros.io.images import ImageDecodeError, decode_image_msg
 from md2_ros.io.stamps import stamp_ns
 
 from .base import resize_rgb
-from .rosmsg import IMAGE_TYPES, INFO_TYPE, CameraModel, camera_model
+from md2_ros.io.intrinsics import CameraModel, camera_model
 
 __all__ = ["BagError", "open_bag", "bag_fingerprint", "list_topics", "resolve_topics", "read_camera",
            "decode_topic", "THUMB_WIDTH"]

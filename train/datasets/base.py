@@ -37,10 +37,12 @@ import cv2
 import numpy as np
 import torch
 
+from md2_ros.core.geometry import scale_intrinsics  # normalised -> pixels of one scale
+from md2_ros.io.intrinsics import normalise_intrinsics  # noqa: F401  (pixels -> normalised, for the loaders)
+
 from .augment import ColorJitterParams, apply_color_jitter, flip_intrinsics, sample_color_jitter, sample_flip
 
-__all__ = ["RawSample", "SequenceDataset", "build_sample", "resize_rgb", "scale_intrinsics",
-           "normalise_intrinsics", "check_frame_ids", "worker_init_fn"]
+__all__ = ["RawSample", "SequenceDataset", "build_sample", "resize_rgb", "check_frame_ids", "worker_init_fn"]
 
 FrameId = Hashable  # int offsets and the string "s"
 
@@ -80,24 +82,6 @@ def resize_rgb(image: np.ndarray, width: int, height: int) -> np.ndarray:
     if image.shape[0] == height and image.shape[1] == width:
         return np.ascontiguousarray(image)
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-
-
-def scale_intrinsics(K_norm: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Normalised 4x4 (or 3x3) intrinsics -> pixels of a width x height image (row 0 x width, row 1 x height)."""
-    K = np.array(K_norm, dtype=np.float64, copy=True)
-    K[0, :3] *= width
-    K[1, :3] *= height
-    return K
-
-
-def normalise_intrinsics(K_pix: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Inverse of `scale_intrinsics`: 3x3 or 4x4 pixels -> 4x4 normalised float64."""
-    K_pix = np.asarray(K_pix, dtype=np.float64)
-    K = np.eye(4)
-    K[:3, :3] = K_pix[:3, :3]
-    K[0, :3] /= width
-    K[1, :3] /= height
-    return K
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -24,16 +24,15 @@ import re
 from pathlib import Path
 
 import numpy as np
-from md2_ros.depth_io import read_yaml_mapping
-
 from md2_ros.io.images import read_image_file
 
-from .base import RawSample, SequenceDataset, normalise_intrinsics, resize_rgb
+from md2_ros.io.intrinsics import load_intrinsics_file, normalise_intrinsics
+
+from .base import RawSample, SequenceDataset, resize_rgb
 
 __all__ = ["ImageFolderDataset", "load_intrinsics_yaml", "IMAGE_EXTENSIONS", "natural_key"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-DISTORTION_TOLERANCE = 1e-5
 
 
 def natural_key(name: str) -> list:
@@ -41,50 +40,16 @@ def natural_key(name: str) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
-def _num(doc: dict, key: str, path) -> float:
-    if key not in doc:
-        raise KeyError(f"{path}: missing '{key}' (need fx, fy, cx, cy; see train/datasets/folder.py)")
-    try:
-        return float(doc[key])
-    except (TypeError, ValueError):
-        raise ValueError(f"{path}: '{key}' is not a number: {doc[key]!r}") from None
-
-
 def load_intrinsics_yaml(path: str | os.PathLike, image_size: tuple[int, int] | None = None) -> np.ndarray:
-    """Read an intrinsics YAML (see module docstring) -> 4x4 float64 normalised K.
+    """An intrinsics YAML (read by `md2_ros.io.intrinsics.load_intrinsics_file`) -> 4x4 float64 normalised K.
 
-    image_size: (width, height) the pixel values refer to when the file does not say (plain format).
+    image_size: (width, height) the pixel values refer to when the file does not say.
     """
-    path = Path(path)
-    doc = read_yaml_mapping(path, "intrinsics file", "fx, fy, cx, cy")
-    if "camera_matrix" in doc:  # ROS camera_calibration format
-        data = np.asarray(doc["camera_matrix"].get("data", []), dtype=np.float64)
-        if data.size != 9:
-            raise ValueError(f"{path}: camera_matrix.data must have 9 numbers, has {data.size}")
-        dist = np.asarray((doc.get("distortion_coefficients") or {}).get("data", []) or [], dtype=np.float64)
-        if dist.size and np.abs(dist).max() > DISTORTION_TOLERANCE:
-            raise ValueError(f"{path}: distortion coefficients {dist.tolist()} are not zero; undistort the "
-                             "images first (cv2.undistort) and give the new camera matrix with zero distortion")
-        size = (int(doc["image_width"]), int(doc["image_height"])) if "image_width" in doc else image_size
-        if size is None:
-            raise ValueError(f"{path}: no image_width/image_height and no image to take the size from")
-        return normalise_intrinsics(data.reshape(3, 3), *size)
-    fx, fy, cx, cy = (_num(doc, k, path) for k in ("fx", "fy", "cx", "cy"))
-    if doc.get("normalised") or doc.get("normalized"):
-        K = np.eye(4)
-        K[0, 0], K[1, 1], K[0, 2], K[1, 2] = fx, fy, cx, cy
-        return K
-    if "width" in doc or "height" in doc:
-        size = (int(_num(doc, "width", path)), int(_num(doc, "height", path)))
-    elif image_size is not None:
-        size = image_size
-    else:
+    K, size = load_intrinsics_file(path)
+    size = size or image_size
+    if size is None:
         raise ValueError(f"{path}: pixel intrinsics need width and height (or normalised: true)")
-    if fx <= 0 or fy <= 0:
-        raise ValueError(f"{path}: fx and fy must be positive, got {fx}, {fy}")
-    if fx < 4 and fy < 4 and cx <= 1 and cy <= 1:
-        raise ValueError(f"{path}: fx={fx} fy={fy} cx={cx} cy={cy} look normalised; add 'normalised: true'")
-    return normalise_intrinsics(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]), *size)
+    return normalise_intrinsics(K, *size)
 
 
 class ImageFolderDataset(SequenceDataset):

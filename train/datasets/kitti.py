@@ -20,9 +20,7 @@ silently train on a different frame); run ``python -c "..."``-style checks or re
 """
 from __future__ import annotations
 
-import gzip
 import os
-import re
 from pathlib import Path
 
 import numpy as np
@@ -30,9 +28,10 @@ import numpy as np
 from md2_ros.io import kitti as kcalib
 from md2_ros.io.images import read_image_file
 from md2_ros.io.kitti import SIDE_TO_CAM as _SIDE_TO_CAM
+from md2_ros.io.intrinsics import normalise_intrinsics
 from md2_ros.io.kitti import parse_split_line, read_split_file
 
-from .base import RawSample, SequenceDataset, normalise_intrinsics, resize_rgb
+from .base import RawSample, SequenceDataset, resize_rgb
 
 __all__ = ["SPLITS_DIR", "KNOWN_SPLITS", "split_file", "read_split", "parse_split_line", "KittiRAWDataset",
            "KittiOdomDataset"]

@@ -36,7 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import RawSample, SequenceDataset, normalise_intrinsics
+from md2_ros.io.intrinsics import normalise_intrinsics
+
+from .base import RawSample, SequenceDataset
 from .bagcache import (BagError, bag_fingerprint, decode_topic, open_bag, read_camera, rectify_maps,
                        resolve_topics)
 
