@@ -47,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Comma-separated outputs to write per frame, from: npy, png, color, ply.")
     p.add_argument("--device", default="auto", help="Inference device: auto (CUDA if available), cpu, cuda or cuda:N.")
     p.add_argument("--fp16", action="store_true", help="Half-precision inference (CUDA only; ignored on CPU).")
+    p.add_argument("--backend", default="auto",
+                   help="Inference backend: auto (the fastest that matches eager fp32 on this device, chosen at "
+                        "start-up and logged) or eager, bf16, fp16, onnxruntime, torchscript, int8, tensorrt, compile.")
+    p.add_argument("--backend-budget", type=float, default=60.0,
+                   help="Seconds auto may spend building and checking candidates (compile needs ~90 on a CPU).")
     p.add_argument("--batch-size", type=int, default=4, help="Frames per forward pass (same-size frames are batched).")
     p.add_argument("--depth-scale", type=float, default=None,
                    help="Metres per network depth unit; overrides the checkpoint's scale (use for mono models).")
@@ -96,6 +101,8 @@ def _check_args(args) -> None:
         value = getattr(args, name)
         if value is not None and value < low:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
+    if not args.backend_budget >= 0:
+        raise ValueError(f"--backend-budget must be >= 0, got {args.backend_budget}")
     if args.depth_scale is not None and not args.depth_scale > 0:
         raise ValueError(f"--depth-scale must be > 0, got {args.depth_scale}")
 
@@ -123,7 +130,10 @@ def run(args) -> int:
     user_K, user_size = _user_intrinsics(args)
     source = open_source(args.input, args.topic, args.camera_info_topic, args.every)
 
-    from .core.model import DepthModel  # torch is imported only when there is work to do
+    from .core.backends import check_name, make_backend  # torch is imported only when there is work to do
+    from .core.model import DepthModel
+
+    check_name(args.backend)
 
     model = DepthModel.load(args.checkpoint, device=args.device, fp16=args.fp16)
     if args.depth_scale is not None:
@@ -131,6 +141,8 @@ def run(args) -> int:
     elif not model.metric:
         log.warning("the checkpoint is a mono (relative-scale) model: depths are not metres; "
                     "pass --depth-scale to scale them")
+    say = lambda text: print(f"md2-depth: {text}", file=sys.stderr)  # noqa: E731
+    backend = make_backend(args.backend, model, info=say, warn=say, budget_s=args.backend_budget)
 
     out = Path(args.out_dir)
     for f in formats:
@@ -152,7 +164,7 @@ def run(args) -> int:
                 nonlocal done, warned_no_K
                 if not batch:
                     return
-                depths = model.predict_batch([f.rgb for f in batch])
+                depths = backend.predict_batch([f.rgb for f in batch])
                 for frame, depth in zip(batch, depths):
                     h, w = depth.shape
                     K = frame.K

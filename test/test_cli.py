@@ -36,7 +36,9 @@ def env(tmp_path_factory):
 
 
 def run_cli(env, *args):
-    return main([*map(str, args), "--checkpoint", env["ckpt"], "--device", "cpu", "--no-progress"])
+    """md2-depth with the eager backend: these tests compare outputs with the eager model at rtol 1e-4
+    (test_cli_backend.py covers --backend auto)."""
+    return main([*map(str, args), "--checkpoint", env["ckpt"], "--device", "cpu", "--no-progress", "--backend", "eager"])
 
 
 def write_png(path, rgb):

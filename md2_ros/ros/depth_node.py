@@ -63,6 +63,7 @@ class DepthNode(LifecycleNode):
         self.settings = Settings().updated(self.values)
         self.cameras = [CameraPipeline(ns) for ns in (self.values["cameras"] or [""])]
         self.model = model                      # injected model (tests) or loaded in on_configure
+        self.predictor = None                   # the inference backend built from the model in on_configure
         self._injected = model is not None
         self._pubs: dict = {}
         self._subs: list = []
@@ -112,6 +113,7 @@ class DepthNode(LifecycleNode):
                 raise ValueError("parameter model_path is empty")
             self.model = DepthModel.load(self.values["model_path"], device=self.values["device"],
                                          fp16=self.values["fp16"])
+        self._build_backend()
         self.settings = Settings().updated(self.values).updated({"model_size": (self.model.height, self.model.width)})
         self.get_logger().info(f"model {self.values['model_path'] or '(injected)'}: {self.model.width}x"
                                f"{self.model.height} on {getattr(self.model, 'device', '?')}, "
@@ -121,6 +123,18 @@ class DepthNode(LifecycleNode):
             self.get_logger().warning(
                 "checkpoint is relative (mono-trained, model.metric=False): depth is known only up to scale; "
                 f"set depth_scale (now {self.settings.depth_scale}) so that ~/depth and ~/points are in metres")
+
+    def _build_backend(self) -> None:
+        """Warm-up before activation: ``backend: auto`` builds, checks and times the candidates here (within
+        ``backend_budget_s``), so no compilation ever stalls a live frame. Other models are used as they are."""
+        from md2_ros.core.backends import make_backend
+        from md2_ros.core.model import DepthModel
+        if not isinstance(self.model, DepthModel):
+            self.predictor = self.model
+            return
+        log = self.get_logger()
+        self.predictor = make_backend(self.values["backend"], self.model, info=log.info, warn=log.warning,
+                                      budget_s=self.values["backend_budget_s"])
 
     def on_activate(self, state):
         for cam in self.cameras:
@@ -150,6 +164,7 @@ class DepthNode(LifecycleNode):
         self._pubs, self._diag_pub = {}, None
         if not self._injected:
             self.model = None
+        self.predictor = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state):
@@ -197,7 +212,7 @@ class DepthNode(LifecycleNode):
         return callback
 
     def _predict_batch(self, images):
-        return self.model.predict_batch(images)
+        return self.predictor.predict_batch(images)
 
     def _work(self) -> None:
         while not self._stop.is_set():

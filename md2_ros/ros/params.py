@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 from .conversions import COLORMAPS
 
+# the names of md2_ros.core.backends.NAMES, spelled out so that validating parameters needs no torch import
+BACKENDS = ("auto", "eager", "bf16", "fp16", "onnxruntime", "torchscript", "int8", "tensorrt", "compile")
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -22,6 +25,11 @@ SPECS: dict[str, Spec] = {
     "model_path": Spec("", "Checkpoint (.safetensors from md2_ros, or an official Monodepth2 folder)", True),
     "device": Spec("auto", "auto | cpu | cuda | cuda:N", True),
     "fp16": Spec(False, "Half-precision inference (CUDA only; ignored with a warning on CPU)", True),
+    "backend": Spec("auto", "Inference backend: auto (fastest that matches eager fp32 on this device, chosen at "
+                            "configure) or eager | bf16 | fp16 | onnxruntime | torchscript | int8 | tensorrt | "
+                            "compile", True),
+    "backend_budget_s": Spec(60.0, "auto: seconds allowed for building and checking candidates at configure "
+                                   "(a candidate that would overrun is skipped)", True, float_range=(0.0, 3600.0)),
     "cameras": Spec(None, "Camera namespaces served by this process, e.g. [cam0, cam1]; empty = one camera "
                           "using image_raw/camera_info relative to the node namespace", True),
     "use_compressed": Spec(False, "Also subscribe to image_raw/compressed (jpeg/png)", True),
@@ -63,6 +71,8 @@ def validate(values: dict) -> str | None:
     v = values
     if "device" in v and not _DEVICE.match(str(v["device"])):
         return f"device must be auto, cpu, cuda or cuda:N, got {v['device']!r}"
+    if "backend" in v and v["backend"] not in BACKENDS:
+        return f"backend must be one of {', '.join(BACKENDS)}, got {v['backend']!r}"
     if "depth_scale" in v and not v["depth_scale"] > 0:
         return f"depth_scale must be > 0, got {v['depth_scale']}"
     if "min_depth" in v and "max_depth" in v and not 0 <= v["min_depth"] < v["max_depth"]:
