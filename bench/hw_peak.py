@@ -32,7 +32,7 @@ def _best_seconds(fn, reps: int) -> float:
     return best
 
 
-def peak_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 5, device="cpu") -> float | None:
+def peak_gflops(dtype: torch.dtype, n: int = 2048, reps: int = 3, device="cpu") -> float | None:
     """Best matmul GFLOP/s for an n×n×n product in ``dtype``; None where the dtype has no matmul here."""
     try:
         if dtype == torch.int8:

@@ -72,6 +72,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def check_images(images) -> None:
+    """Raise ValueError naming the cause unless ``images`` is a non-empty list of same-size H×W×3 uint8 arrays."""
+    if not isinstance(images, (list, tuple)) or not images:
+        raise ValueError("images must be a non-empty list of H×W×3 uint8 RGB arrays")
+    for img in images:
+        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
+            raise ValueError("images must be H×W×3 uint8 RGB arrays, got "
+                             f"{getattr(img, 'dtype', type(img))} {getattr(img, 'shape', '')}")
+        if img.shape[0] < 2 or img.shape[1] < 2:
+            raise ValueError(f"image too small: {img.shape}")
+    if len({img.shape for img in images}) != 1:
+        raise ValueError("predict_batch needs images of one size")
+
+
 class DepthModel(nn.Module):
     """Monodepth2 depth network with the metadata to use it.
 
@@ -123,14 +137,7 @@ class DepthModel(nn.Module):
         return self
 
     def _to_input(self, images: list[np.ndarray]) -> torch.Tensor:
-        for img in images:
-            if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-                raise ValueError("images must be H×W×3 uint8 RGB arrays, got "
-                                 f"{getattr(img, 'dtype', type(img))} {getattr(img, 'shape', '')}")
-            if img.shape[0] < 2 or img.shape[1] < 2:
-                raise ValueError(f"image too small: {img.shape}")
-        if len({img.shape for img in images}) != 1:
-            raise ValueError("predict_batch needs images of one size")
+        check_images(images)
         x = torch.from_numpy(np.stack(images)).to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)
         if x.shape[2:] != (self.height, self.width):

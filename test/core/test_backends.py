@@ -131,3 +131,17 @@ def test_make_backend_logs_choice_and_falls_back(model, frames):
     assert b.name == "eager" and len(warns) == 1 and "tensorrt unavailable, falling back to eager" in warns[0]
     b = bk.make_backend("auto", model, CPU, info=infos.append, warn=warns.append, budget_s=0.0, frames=frames)
     assert b.name == "eager" and infos[-1].startswith("backend auto chose eager")
+
+
+def test_fold_batchnorm_removes_every_bn_and_keeps_the_function(model):
+    from md2_ros.core.backends.torch_backends import example_input, fold_batchnorm, private_disp_net
+    net = private_disp_net(model, CPU)
+    for m in net.modules():   # non-trivial statistics, so a wrong fold would show
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0), m.weight.data.uniform_(0.5, 1.5)
+    x = example_input(model, CPU)
+    with torch.no_grad():
+        ref = net(x)
+        folded = fold_batchnorm(net)
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        torch.testing.assert_close(folded(x), ref, rtol=1e-4, atol=1e-5)

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..model import check_images
+
 PRECISION_TOL = {"fp32": 1e-3, "bf16": 1e-2, "fp16": 1e-2, "int8": 1e-2}   # default max relative error
 
 
@@ -49,20 +51,6 @@ class DispNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))[("disp", 0)]
-
-
-def check_images(images) -> None:
-    """Raise ValueError naming the cause unless ``images`` is a non-empty list of same-size H×W×3 uint8 arrays."""
-    if not isinstance(images, (list, tuple)) or not images:
-        raise ValueError("images must be a non-empty list of H×W×3 uint8 RGB arrays")
-    for img in images:
-        if not isinstance(img, np.ndarray) or img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
-            raise ValueError("images must be H×W×3 uint8 RGB arrays, got "
-                             f"{getattr(img, 'dtype', type(img))} {getattr(img, 'shape', '')}")
-        if img.shape[0] < 2 or img.shape[1] < 2:
-            raise ValueError(f"image too small: {img.shape}")
-    if len({img.shape for img in images}) != 1:
-        raise ValueError("a batch needs images of one size")
 
 
 @dataclass

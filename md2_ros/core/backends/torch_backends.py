@@ -22,6 +22,24 @@ def private_disp_net(model, device: torch.device) -> DispNet:
     return DispNet(m).eval()
 
 
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """Fold every eval-mode BatchNorm2d into the convolution before it (``convN``/``bnN`` attribute pairs and
+    ``Sequential(conv, bn)``), in place: one pass over memory less per layer, same function."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    for module in net.modules():
+        if isinstance(module, nn.Sequential):
+            for i in range(len(module) - 1):
+                if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
+                    module[i] = fuse_conv_bn_eval(module[i], module[i + 1])
+                    module[i + 1] = nn.Identity()
+        for name, child in list(module.named_children()):
+            conv = getattr(module, "conv" + name[2:], None) if name.startswith("bn") else None
+            if isinstance(child, nn.BatchNorm2d) and isinstance(conv, nn.Conv2d):
+                setattr(module, "conv" + name[2:], fuse_conv_bn_eval(conv, child))
+                setattr(module, name, nn.Identity())
+    return net
+
+
 def example_input(model, device, batch: int = 1, channels_last: bool = False, dtype=torch.float32):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, model.height, model.width, generator=g).to(device)
@@ -81,7 +99,7 @@ class Fp32Head(nn.Module):
 
 
 def _low_precision(model, device, dtype) -> DispNet:
-    net = private_disp_net(model, device)
+    net = fold_batchnorm(private_disp_net(model, device))
     net = net.to(dtype).to(memory_format=torch.channels_last)
     net.decoder.decoder[10] = Fp32Head(net.decoder.decoder[10])
     return net.eval()
