@@ -17,7 +17,7 @@ FRAME = "camera2_optical"
 def e2e(tmp_path_factory, small_model_path, kitti_mini):
     tmp = tmp_path_factory.mktemp("e2e")
     params = write_params(tmp / "depth.yaml", small_model_path, use_compressed=True, diagnostics_period=0.2,
-                          torch_threads=1)
+                          torch_threads=1, backend="eager")   # auto's choice is tested in test_node_backend.py
     proc = NodeProcess(params, log_path=tmp / "node.log")
     harness = Harness()
     try:

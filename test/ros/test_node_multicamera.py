@@ -14,6 +14,7 @@ def rig(tmp_path_factory, small_model_path, kitti_mini):
     tmp = tmp_path_factory.mktemp("multi")
     proc = NodeProcess(ROOT / "config" / "depth.yaml", "--cameras", *CAMS, "--model-path", str(small_model_path),
                        "--param", "torch_threads:=1", "--param", "diagnostics_period:=0.2",
+                       "--param", "backend:=eager",
                        log_path=tmp / "node.log")
     harness = Harness(name="md2_multi_harness", cameras=CAMS, compressed=False)
     try:
