@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 
 from .config import load_config
@@ -23,33 +24,65 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def one_line(exc: BaseException) -> str:
+    """The error as one line. A DataLoader worker's error arrives wrapped with its traceback in the
+    message: keep only its last line (``ValueError: <the dataset's message>``)."""
+    text = str(exc) or type(exc).__name__
+    if "Original Traceback" in text:
+        text = [line for line in text.splitlines() if line.strip()][-1]
+    return " ".join(text.split())
+
+
+def _fail(exc: BaseException, code: int) -> int:
+    print(f"error: {one_line(exc)}", file=sys.stderr)
+    return code
+
+
+def _setup(cfg, resume: str | None):
+    """Dataset, Trainer, the log_dir lock (rank 0) and the resumed state; usage errors raise."""
+    from .data import build_dataset
+    from .rundir import claim_log_dir
+    from .trainer import Trainer
+
+    # before the data (decoding a bag can take minutes): a busy or unwritable log_dir fails at once;
+    # under torchrun only rank 0 (RANK, as init_distributed reads it) writes there
+    lock = claim_log_dir(cfg.log_dir) if int(os.environ.get("RANK", "0")) == 0 else None
+    dataset = build_dataset(cfg, is_train=True)
+    trainer = Trainer(cfg, dataset)
+    trainer.check_train_set()
+    if resume:
+        trainer.load(resume)
+    return trainer, lock
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 done, 1 a runtime failure during training (disk full, unreadable frame...), 2 a usage error
+    (config, data, log_dir, checkpoint) - each one line on stderr, never a traceback."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config, args.overrides)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc, 2)
     if args.print_config:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
-    from .data import build_dataset
-    from .trainer import Trainer
-
+    import torch
     from md2_ros.core.checkpoint import CheckpointError
 
     from .datasets import BagError
 
     try:
-        dataset = build_dataset(cfg, is_train=True)
-        trainer = Trainer(cfg, dataset)
-        if args.resume:
-            trainer.load(args.resume)
+        trainer, _lock = _setup(cfg, args.resume)
     except (ValueError, OSError, BagError, CheckpointError) as exc:  # bad data, config or checkpoint: say which
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    summary = trainer.train()
+        return _fail(exc, 2)
+    try:
+        summary = trainer.train()
+    except KeyboardInterrupt:
+        print("interrupted: resume from the last checkpoint with --resume", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, BagError, CheckpointError, torch.OutOfMemoryError) as exc:
+        return _fail(exc, 1)  # disk full, a bad frame found mid-epoch, out of memory...
     if trainer.dist.is_main:
         summary.pop("losses")
         print(json.dumps(summary, indent=2))

@@ -6,6 +6,7 @@ Values are parsed as YAML scalars/lists, then checked against the field types.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,7 @@ class TrainConfig:
         if not 0 < self.min_depth < self.max_depth:
             bad(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
         self._validate_validation(bad)
+        _check_numbers(self)
 
     def _validate_validation(self, bad) -> None:
         d = self.data
@@ -142,6 +144,30 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
+# float options that must be >= 0 (the others have their own rules above); NaN/inf is refused for every float
+NON_NEGATIVE = ("disparity_smoothness", "grad_clip", "data.static_threshold", "data.max_gap")
+
+
+def _float_options(obj, prefix: str = ""):
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _float_options(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float):
+            yield prefix + f.name, value
+
+
+def _check_numbers(cfg) -> None:
+    """Every float finite (``grad_clip=.nan`` would silently turn clipping off) and the non-negative ones >= 0."""
+    values = dict(_float_options(cfg))
+    for key, value in values.items():
+        if not math.isfinite(value):
+            raise ValueError(f"config: {key} must be a finite number, got {value}")
+    for key in NON_NEGATIVE:
+        if key in values and values[key] < 0:
+            raise ValueError(f"config: {key} must be >= 0, got {values[key]}")
+
+
 def _coerce(value, typ, name):
     origin = typing.get_origin(typ) or typ
     if typ in ("bool", bool):
@@ -149,7 +175,8 @@ def _coerce(value, typ, name):
             return value
         raise ValueError(f"config: {name} must be true/false, got {value!r}")
     if typ in ("int", int):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or int(value) != value:
             raise ValueError(f"config: {name} must be an integer, got {value!r}")
         return int(value)
     if typ in ("float", float):
@@ -195,8 +222,18 @@ def parse_overrides(overrides: list[str]) -> dict:
         *parents, leaf = key.strip().split(".")
         for p in parents:
             node = node.setdefault(p, {})
-        node[leaf] = yaml.safe_load(raw) if raw != "" else ""
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw != "" else ""
+        except yaml.YAMLError as exc:
+            raise ValueError(f"config override {item!r}: the value is not valid YAML ({_yaml_problem(exc)})") from None
     return out
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line from a PyYAML error: the problem and where (1-based line:column)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
@@ -206,7 +243,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {path}")
-        values = yaml.safe_load(path.read_text()) or {}
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path}: YAML syntax error: {_yaml_problem(exc)}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}: cannot read the config ({exc})") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: a training config must be a YAML mapping")
         try:

@@ -24,6 +24,7 @@ from .config import TrainConfig
 from .distributed import DistInfo, ResumableSampler, SeededDataset, init_distributed
 from .networks import Networks
 from .objective import compute_losses
+from .resume import check_resume_config, resume_position
 from .validation import setup_validation
 
 log = logging.getLogger("md2_ros.train")
@@ -137,7 +138,8 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
                 "step": self.step_count, "epoch": self.epoch, "pos_in_epoch": self.pos_in_epoch,
                 "skipped_nonfinite": self.skipped_nonfinite, "rng": rng_state(), "config": self.cfg.to_dict(),
-                "validation": self.validator.state_dict() if self.validator else None}
+                "validation": self.validator.state_dict() if self.validator else None,
+                "train_samples": len(self.train_set) if self.train_set is not None else None}
 
     def save(self, path: str | Path | None = None) -> Path | None:
         """Atomically write the resumable state (rank 0 only). Returns the path."""
@@ -150,12 +152,14 @@ class Trainer:
     def load(self, path: str | Path) -> None:
         """Restore everything :meth:`save` wrote (weights, optimizer, scheduler, scaler, RNG, position)."""
         state = load_state(path, map_location=self.device)
+        check_resume_config(state.get("config"), self.cfg, path)  # model changes refused, data changes warned
         self.nets.load_state_dict(state["nets"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
         self.step_count, self.epoch = state["step"], state["epoch"]
-        self.pos_in_epoch, self.skipped_nonfinite = state["pos_in_epoch"], state["skipped_nonfinite"]
+        self.skipped_nonfinite = state["skipped_nonfinite"]
+        self.pos_in_epoch = resume_position(state, self.cfg, len(self.train_set) if self.train_set is not None else None)
         rng = state["rng"]
         rng["torch"] = rng["torch"].cpu()
         rng["numpy"][1] = rng["numpy"][1].cpu()
@@ -214,11 +218,17 @@ class Trainer:
             return
         self.writer = SummaryWriter(str(self.log_dir / "tb"))
 
-    def train(self) -> dict:
-        """Run epochs until ``num_epochs`` or ``max_steps``; returns a summary dict."""
+    def check_train_set(self) -> None:
+        """ValueError unless the training set fills at least one batch per rank."""
         if self.train_set is None or len(self.train_set) < self.cfg.batch_size * self.dist.world_size:
             n = 0 if self.train_set is None else len(self.train_set)
-            raise ValueError(f"training set has {n} samples: fewer than one batch of {self.cfg.batch_size} per rank")
+            raise ValueError(f"training set has {n} samples: fewer than one batch of {self.cfg.batch_size} per rank"
+                             f"{'' if self.dist.world_size == 1 else f' ({self.dist.world_size} ranks)'}; "
+                             "lower batch_size or add data")
+
+    def train(self) -> dict:
+        """Run epochs until ``num_epochs`` or ``max_steps``; returns a summary dict."""
+        self.check_train_set()
         self.seeded = SeededDataset(self.train_set, self.cfg.seed)
         sampler = ResumableSampler(len(self.train_set), self.cfg.seed, self.dist.rank, self.dist.world_size)
         self._open_writer()
@@ -229,7 +239,7 @@ class Trainer:
             from tqdm import tqdm
             total = cfg.max_steps or cfg.num_epochs * steps_per_epoch
             pbar = tqdm(total=total, initial=self.step_count, desc="train", dynamic_ncols=True)
-        done, loader = False, None
+        done, loader = bool(cfg.max_steps and self.step_count >= cfg.max_steps), None  # a finished run resumed
         while self.epoch < cfg.num_epochs and not done:
             sampler.set_epoch(self.epoch, self.pos_in_epoch * cfg.batch_size)
             if loader is None:

@@ -10,9 +10,11 @@
 """
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -28,14 +30,39 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, corrupt, unsafe or of the wrong layout; the message names the file."""
 
 
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename, fsync the folder.
+_TEMP_PID = re.compile(r"\.pid(\d+)\.[^.]*\.tmp$")
 
-    A crash at any point leaves either the old file or the new one, never a torn file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this id exists on this machine (ours or another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temps(folder, name: str = "*") -> list[Path]:
+    """Delete the temp files that :func:`atomic_write_bytes` of a killed process left in ``folder``
+    (``.<name>.pid<PID>.<random>.tmp`` whose writer is gone); returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob(f".{name}.*.tmp"):
+        m = _TEMP_PID.search(tmp.name)
+        if m and pid_alive(int(m.group(1))):
+            continue  # a live writer (maybe in another process) is still using it
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _write_temp(folder: Path, name: str, data: bytes) -> str:
+    """``data`` in a fsynced temp file of ``folder`` readable like a normal file; returns its path."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.pid{os.getpid()}.", suffix=".tmp", dir=folder)
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -44,18 +71,37 @@ def atomic_write_bytes(path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        os.unlink(tmp)
         raise
-    dfd = os.open(path.parent, os.O_RDONLY)
+    return tmp
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename, fsync the folder.
+
+    A crash at any point leaves either the old file or the new one, never a torn file; the temp file a
+    crash leaves (named after the writer's pid) is removed by the next write of the same path. A failed
+    write (disk full...) raises OSError naming ``path`` and keeps the previous file.
+    """
+    path = Path(path)
     try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path.parent, glob.escape(path.name))
+        tmp = _write_temp(path.parent, path.name, data)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        kept = "the previous file is kept" if path.exists() else "nothing was written"
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc} ({kept})") from exc
 
 
 def save_model(model, path) -> None:
@@ -95,7 +141,17 @@ def load_model(path):
         model.load_state_dict(state, strict=True)
     except (KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: config or weights do not match ({exc})") from exc
+    check_finite(state, path)
     return model.eval()
+
+
+def check_finite(state: dict, path) -> None:
+    """CheckpointError naming the first tensors holding NaN/inf (such weights give NaN depth everywhere)."""
+    bad = [k for k, v in state.items()
+           if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} weight tensor(s) hold NaN or inf (first: {', '.join(bad[:3])}); "
+                              "the model would predict NaN depth - use an earlier checkpoint")
 
 
 def save_state(path, state: dict) -> None:
@@ -157,6 +213,8 @@ def import_official(folder, min_depth: float = 0.1, max_depth: float = 100.0, st
     enc_raw = _load_official_file(enc_path)
     dec_raw = _load_official_file(dec_path)
     enc = _encoder_state(enc_raw, enc_path)
+    check_finite(enc, enc_path)
+    check_finite(dec_raw, dec_path)
     stereo = bool(enc_raw.get("use_stereo", False))
     model = DepthModel(num_layers=_num_layers(enc, enc_path), height=int(enc_raw.get("height", 192)),
                        width=int(enc_raw.get("width", 640)), min_depth=min_depth, max_depth=max_depth,

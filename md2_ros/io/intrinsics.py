@@ -101,7 +101,7 @@ def read_yaml_mapping(path, what: str, expected: str, missing_error=FileNotFound
 
 def _number(doc: dict, key: str, path) -> float:
     if key not in doc:
-        raise KeyError(f"{path}: missing '{key}' (need fx, fy, cx, cy)")
+        raise ValueError(f"{path}: missing '{key}' (need fx, fy, cx, cy)")
     try:
         return float(doc[key])
     except (TypeError, ValueError):

@@ -3,8 +3,10 @@
 Frames are the image files of one folder (PNG, JPEG, BMP, TIFF, WebP) sorted in natural order
 (``img2.png`` before ``img10.png``), taken to be consecutive frames of one camera. Target ``i`` uses
 frames ``i + offset * stride``; targets whose neighbours fall outside the folder are skipped and counted.
-All images are assumed to come from the same camera at the same size (they are resized to the
-training size; the intrinsics are normalised by the size they were given for).
+All images must come from the same camera at the same size (they are resized to the training size;
+the intrinsics are normalised by the size they were given for). An image of another size is an error
+naming the file, raised when it is loaded (the intrinsics would be wrong for it, whether it was cropped
+or scaled): resize or crop the folder consistently first.
 
 Intrinsics YAML, either of:
 
@@ -79,6 +81,7 @@ class ImageFolderDataset(SequenceDataset):
             raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {self.folder}")
         yaml_path = Path(intrinsics_yaml) if intrinsics_yaml is not None else self.folder / "intrinsics.yaml"
         first = read_image_file(self.files[0])
+        self.image_shape = first.shape[:2]
         self.K = load_intrinsics_yaml(yaml_path, image_size=(first.shape[1], first.shape[0]))
         self.stride = int(stride)
         offsets = [f * self.stride for f in self.int_frame_ids]
@@ -99,6 +102,13 @@ class ImageFolderDataset(SequenceDataset):
 
     def load(self, index: int) -> RawSample:
         i = self.targets[index]
-        images = {f: resize_rgb(read_image_file(self.files[i + f * self.stride]), self.width, self.height)
-                  for f in self.frame_ids}
+        images = {f: self._read(self.files[i + f * self.stride]) for f in self.frame_ids}
         return RawSample(images, self.K)
+
+    def _read(self, path: Path) -> np.ndarray:
+        image = read_image_file(path)
+        if image.shape[:2] != self.image_shape:
+            (h, w), (h0, w0) = image.shape[:2], self.image_shape
+            raise ValueError(f"{path}: image is {w}x{h} but {self.files[0].name} is {w0}x{h0}; the images of a "
+                             "folder dataset must all have the size the intrinsics refer to")
+        return resize_rgb(image, self.width, self.height)

@@ -22,7 +22,8 @@
 * Cache: the images are decoded once into ``<bag>.md2frames-<key>.npy`` (see `bagcache`) and the
   index into ``<bag>.md2index.json`` beside the bag (or in ``cache_dir``; if the bag's folder is not
   writable, ``~/.cache/md2_ros``). The cache is rebuilt when the bag's size or mtime or the decode
-  parameters change; the index is recomputed (cheaply) when only frame_ids/stride/gap/threshold
+  parameters change, or when a cache file no longer matches the size and CRC-32 recorded when it was
+  written (truncated, zeroed...); the index is recomputed (cheaply) when only frame_ids/stride/gap/threshold
   change. A file lock makes concurrent builders (DDP ranks) wait for one another.
 """
 from __future__ import annotations
@@ -39,12 +40,12 @@ import numpy as np
 from md2_ros.io.intrinsics import normalise_intrinsics
 
 from .base import RawSample, SequenceDataset
-from .bagcache import (BagError, bag_fingerprint, decode_topic, open_bag, read_camera, rectify_maps,
-                       resolve_topics)
+from .bagcache import (BagError, bag_fingerprint, cache_damage, decode_topic, file_digest, open_bag, read_camera,
+                       rectify_maps, remove_stale_cache_temps, resolve_topics)
 
 __all__ = ["RosbagDataset", "BagError", "CACHE_VERSION"]
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: size + CRC-32 of every cache file in the index
 log = logging.getLogger(__name__)
 
 
@@ -121,9 +122,12 @@ class RosbagDataset(SequenceDataset):
                 doc = json.loads(self.index_file.read_text())
             except (OSError, ValueError):
                 doc = None
-        fresh = (doc is not None and doc.get("fingerprint") == fingerprint and doc.get("decode_key") == decode_key
-                 and all((self.cache_dir / st[k]).exists() for st in doc["streams"].values() for k in ("file", "thumbs")))
+        fresh = doc is not None and doc.get("fingerprint") == fingerprint and doc.get("decode_key") == decode_key
+        if fresh and (damage := self._cache_damage(doc)):
+            log.warning("frame cache of %s is damaged (%s): rebuilding it", self.bag, damage)
+            fresh = False
         if not fresh:
+            remove_stale_cache_temps(self.cache_dir, self.bag.name)
             if doc is not None:  # remove the stale frame files of a previous build
                 for s in doc.get("streams", {}).values():
                     for f in (s.get("file"), s.get("thumbs")):
@@ -141,6 +145,15 @@ class RosbagDataset(SequenceDataset):
             tmp.write_text(json.dumps(doc))
             os.replace(tmp, self.index_file)
         self._doc = doc
+
+    def _cache_damage(self, doc) -> str | None:
+        """The first cache file that does not match its recorded size/CRC, and why; None if all intact."""
+        for st in doc.get("streams", {}).values():
+            for k in ("file", "thumbs"):
+                damage = cache_damage(self.cache_dir / st[k], st.get(f"{k}_digest"))
+                if damage:
+                    return f"{st[k]}: {damage}"
+        return None
 
     def _camera_K(self, cam, use_P: bool, side: str) -> np.ndarray:
         """3x3 pixel intrinsics of the images as they will be used (see the distortion rules)."""
@@ -181,7 +194,9 @@ class RosbagDataset(SequenceDataset):
                 streams[side] = {"file": f"{base}.npy", "thumbs": f"{base}.thumbs.npy", "image_topic": image_topic,
                                  "camera_info_topic": info_topic, "stamps": out["stamps"], "K": K.tolist(),
                                  "camera": cam.to_json(), "raw_size": out["raw_size"],
-                                 "bad_rows": out["bad_rows"], "first_error": out["first_error"]}
+                                 "bad_rows": out["bad_rows"], "first_error": out["first_error"],
+                                 "file_digest": file_digest(self.cache_dir / f"{base}.npy"),
+                                 "thumbs_digest": file_digest(self.cache_dir / f"{base}.thumbs.npy")}
             doc["streams"] = streams
             if stereo:
                 P = np.asarray(streams["right"]["camera"]["P"])
