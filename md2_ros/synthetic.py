@@ -274,13 +274,13 @@ def render_view(scene: Scene, pose: np.ndarray, K: np.ndarray, height: int, widt
 
 def render_sequence(num_frames: int = 5, height: int = 96, width: int = 320, seed: int = 0,
                     stereo: bool = False, baseline: float = 0.54, speed: float = 0.5,
-                    yaw_rate: float = 0.01, supersample: int = 2) -> SyntheticSequence:
+                    yaw_rate: float = 0.01, supersample: int = 2, num_boxes: int = 8) -> SyntheticSequence:
     """Render ``num_frames`` views of the synthetic scene (see module docstring). Deterministic by seed."""
     if num_frames < 1:
         raise ValueError(f"render_sequence: num_frames must be >= 1, got {num_frames}")
     if stereo and baseline <= 0:
         raise ValueError(f"render_sequence: stereo needs a positive baseline, got {baseline}")
-    scene = make_scene(seed, travel=speed * num_frames)
+    scene = make_scene(seed, travel=speed * num_frames, num_boxes=num_boxes)
     K = make_intrinsics(height, width)
     poses = camera_poses(num_frames, speed, yaw_rate)
     images, depths, r_images, r_depths = [], [], [], []

@@ -55,6 +55,10 @@ class TrainConfig:
     predictive_mask: bool = False
     no_ssim: bool = False
     v1_multiscale: bool = False
+    # warp with each image's depth divided by its mean (monocular only): the loss then cannot move the
+    # global depth scale, so it cannot drift into the sigmoid's saturated far end (all depth = max_depth,
+    # zero gradient) — the collapse seen on small data; the pose net carries the scale instead
+    depth_normalization: bool = False
     # optimisation
     batch_size: int = 12
     learning_rate: float = 1e-4

@@ -22,6 +22,11 @@ from .config import TrainConfig
 STEREO_UNIT = 5.4
 
 
+def depth_normalised(cfg: TrainConfig) -> bool:
+    """Warp with depth / mean(depth) per image (monocular only; see ``TrainConfig.depth_normalization``)."""
+    return cfg.depth_normalization and not cfg.use_stereo
+
+
 def compute_losses(cfg: TrainConfig, inputs: dict, outputs: dict, generator: torch.Generator | None = None) -> dict:
     """Return {"loss": scalar, ("loss", s): scalar, ("automask", s): B×1×H×W, ("depth", s): …, ("color", f, s): …}.
 
@@ -47,6 +52,7 @@ def compute_losses(cfg: TrainConfig, inputs: dict, outputs: dict, generator: tor
     geometry = list(transforms.values()) + [inputs[(k, s)] for k in ("K", "inv_K") for s in set(cfg.scales) | {0}
                                             if (k, s) in inputs]
     finite = torch.stack([torch.isfinite(t).all() for t in geometry]).all()
+    normalise = depth_normalised(cfg)
     losses, total = {}, 0.0
     for s in cfg.scales:
         disp = outputs[("disp", s)].float()
@@ -57,6 +63,8 @@ def compute_losses(cfg: TrainConfig, inputs: dict, outputs: dict, generator: tor
             disp_full = disp
         _, depth = disp_to_depth(disp_full, cfg.min_depth, cfg.max_depth)
         outputs[("depth", s)] = depth
+        if normalise:
+            depth = depth / depth.mean((2, 3), keepdim=True)
         target = inputs[("color", 0, src_scale)]
         K, inv_K = inputs[("K", src_scale)].float(), inputs[("inv_K", src_scale)].float()
         reproj, ident = [], []

@@ -93,6 +93,8 @@ class Trainer:
         # data.val_fraction splits train_set; validation (rank 0) every val_every steps: train/validation.py
         self.train_set, self.validator = setup_validation(cfg, train_set, val_set, self.log_dir, self.device)
         self.writer = None
+        # called as ``hook(trainer, result)`` after every optimizer step (benchmarks, validation)
+        self.step_hooks: list = []
 
     # ------------------------------------------------------------------ one step
     def forward(self, batch: dict) -> tuple[dict, dict]:
@@ -250,6 +252,8 @@ class Trainer:
                 if not result["skipped"]:
                     losses_seen.append(result["loss"])
                     self._log(result)
+                    for hook in self.step_hooks:
+                        hook(self, result)
                 if pbar is not None:
                     pbar.update(1)
                     pbar.set_postfix(loss=f"{result['loss']:.4f}", epoch=self.epoch)
