@@ -41,6 +41,7 @@ class TrainConfig:
     weights_init: str = "none"     # path to a torchvision-layout ResNet state_dict, or "none" (from scratch)
     pose_model_type: str = "separate_resnet"  # separate_resnet | shared | posecnn
     pose_model_input: str = "pairs"           # pairs | all
+    pose_input_scale: int = 0      # pose net input: 0 = full training size, 1 = half (4x cheaper), 2 = quarter
     # geometry / size
     height: int = 192
     width: int = 640
@@ -65,6 +66,8 @@ class TrainConfig:
     scheduler_step_size: int = 15
     num_epochs: int = 20
     max_steps: int = 0             # stop after this many optimizer steps (0 = run all epochs)
+    warmup_steps: int = 0          # linear learning-rate warm-up over this many steps (0 = none)
+    lr_decay_at: float = 0.0       # with max_steps: LR ×0.1 after this fraction of the steps (0 = off; paper 0.75)
     grad_clip: float = 0.0         # max grad norm (0 = off)
     amp: str = "none"              # none | bf16 | fp16 (CUDA only; fp16 uses a GradScaler)
     channels_last: bool = False
@@ -113,6 +116,8 @@ class TrainConfig:
             bad(f"scales must be a subset of 0..3, got {self.scales}")
         if self.pose_model_type not in ("separate_resnet", "shared", "posecnn"):
             bad(f"pose_model_type must be separate_resnet, shared or posecnn, got {self.pose_model_type}")
+        if self.pose_input_scale not in (0, 1, 2):
+            bad(f"pose_input_scale must be 0, 1 or 2, got {self.pose_input_scale}")
         if self.pose_model_input not in ("pairs", "all"):
             bad(f"pose_model_input must be pairs or all, got {self.pose_model_input}")
         if self.amp not in ("none", "bf16", "fp16"):
@@ -126,6 +131,10 @@ class TrainConfig:
                 [("data.num_workers", self.data.num_workers), ("data.val_max_samples", self.data.val_max_samples)]:
             if value < 0:
                 bad(f"{key} must be >= 0, got {value}")
+        if not 0.0 <= self.lr_decay_at < 1.0:
+            bad(f"lr_decay_at must be in [0, 1), got {self.lr_decay_at}")
+        if self.warmup_steps < 0:
+            bad(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.scheduler_step_size < 1:
             bad(f"scheduler_step_size must be >= 1 (epochs), got {self.scheduler_step_size}")
         if not 0 < self.min_depth < self.max_depth:

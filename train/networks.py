@@ -31,6 +31,7 @@ class PoseNet(nn.Module):
         super().__init__()
         self.kind, self.input = cfg.pose_model_type, cfg.pose_model_input
         self.ids = cfg.temporal_ids
+        self.input_scale = cfg.pose_input_scale  # 1 = frames at half size: pose is global, 1/4 of the cost
         n_in = 2 if self.input == "pairs" else len(self.ids) + 1
         n_out = 1 if self.input == "pairs" else len(self.ids)
         if self.kind == "separate_resnet":
@@ -57,16 +58,17 @@ class PoseNet(nn.Module):
         out = {}
         if not self.ids:
             return out
+        k = self.input_scale
         if self.input == "all":
-            frames = [inputs[("color_aug", f, 0)] for f in [0] + self.ids]
+            frames = [inputs[("color_aug", f, k)] for f in [0] + self.ids]
             aa, t = self._run(frames)
             for i, f in enumerate(self.ids):
                 out[("cam_T_cam", 0, f)] = transformation_from_parameters(aa[:, i], t[:, i])
             return out
-        b = inputs[("color_aug", 0, 0)].shape[0]
+        b = inputs[("color_aug", 0, k)].shape[0]
         first, second = [], []
         for f in self.ids:  # temporal order: (past, target) or (target, future)
-            pair = (inputs[("color_aug", f, 0)], inputs[("color_aug", 0, 0)])
+            pair = (inputs[("color_aug", f, k)], inputs[("color_aug", 0, k)])
             first.append(pair[0] if f < 0 else pair[1])
             second.append(pair[1] if f < 0 else pair[0])
         aa, t = self._run([torch.cat(first, 0), torch.cat(second, 0)])

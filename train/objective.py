@@ -27,6 +27,19 @@ def depth_normalised(cfg: TrainConfig) -> bool:
     return cfg.depth_normalization and not cfg.use_stereo
 
 
+def identity_errors(cfg: TrainConfig, inputs: dict, sources: list, src_scale: int, ssim_weight: float,
+                    cache: dict) -> list:
+    """Photometric errors of the un-warped sources against the target (auto-masking), one per source.
+
+    They depend only on the images at ``src_scale``: with full-resolution multi-scale every scale uses
+    the same ones, so they are computed once per batch (``cache``) instead of once per scale."""
+    if src_scale not in cache:
+        target = inputs[("color", 0, src_scale)]
+        cache[src_scale] = [photometric_error(inputs[("color", f, src_scale)], target, ssim_weight)
+                            for f in sources]
+    return cache[src_scale]
+
+
 def compute_losses(cfg: TrainConfig, inputs: dict, outputs: dict, generator: torch.Generator | None = None) -> dict:
     """Return {"loss": scalar, ("loss", s): scalar, ("automask", s): B×1×H×W, ("depth", s): …, ("color", f, s): …}.
 
@@ -53,6 +66,7 @@ def compute_losses(cfg: TrainConfig, inputs: dict, outputs: dict, generator: tor
                                             if (k, s) in inputs]
     finite = torch.stack([torch.isfinite(t).all() for t in geometry]).all()
     normalise = depth_normalised(cfg)
+    cache: dict = {}
     losses, total = {}, 0.0
     for s in cfg.scales:
         disp = outputs[("disp", s)].float()
@@ -67,14 +81,13 @@ def compute_losses(cfg: TrainConfig, inputs: dict, outputs: dict, generator: tor
             depth = depth / depth.mean((2, 3), keepdim=True)
         target = inputs[("color", 0, src_scale)]
         K, inv_K = inputs[("K", src_scale)].float(), inputs[("inv_K", src_scale)].float()
-        reproj, ident = [], []
+        reproj = []
         for f in sources:
-            src = inputs[("color", f, src_scale)]
-            pred = warp(src, depth, transforms[f], K, inv_K)
+            pred = warp(inputs[("color", f, src_scale)], depth, transforms[f], K, inv_K)
             outputs[("color", f, s)] = pred
             reproj.append(photometric_error(pred, target, ssim_weight))
-            if not cfg.disable_automasking:
-                ident.append(photometric_error(src, target, ssim_weight))
+        ident = [] if cfg.disable_automasking else identity_errors(cfg, inputs, sources, src_scale, ssim_weight,
+                                                                    cache)
         mask_loss = 0.0
         if cfg.predictive_mask:
             mask = outputs[("predictive_mask", s)].float()

@@ -129,10 +129,24 @@ class Trainer:
         if self.cfg.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.nets.parameters(), self.cfg.grad_clip)
+        self._set_lr()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step_count += 1
         return {"loss": loss.item(), "skipped": False, "outputs": outputs, "losses": losses, "batch": batch}
+
+    def _set_lr(self) -> None:
+        """Per-step learning rate on top of the epoch StepLR: linear warm-up over ``warmup_steps``, and
+        ×0.1 once ``lr_decay_at`` × ``max_steps`` steps are done (the paper's 15-of-20-epochs drop for
+        step-bounded runs). A function of the step alone, so resume reproduces it."""
+        cfg, step = self.cfg, self.step_count
+        factor = 0.1 ** (self.epoch // cfg.scheduler_step_size)
+        if cfg.warmup_steps:
+            factor *= min(1.0, (step + 1) / cfg.warmup_steps)
+        if cfg.max_steps and cfg.lr_decay_at and step >= cfg.lr_decay_at * cfg.max_steps:
+            factor *= 0.1
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.learning_rate * factor
 
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
