@@ -192,13 +192,12 @@ def synthetic_setup(profile: dict, cache: Path, jobs: int):
 
 
 def kitti_setup(cache: Path):
+    from md2_ros.io.kitti import find_drives
     from train.make_bag import write_kitti_bag
-
-    from train.data import _kitti_drives
 
     if not KITTI_SAMPLE.is_dir():
         raise FileNotFoundError(f"--kitti needs the bundled sample at {KITTI_SAMPLE}")
-    drive = _kitti_drives(KITTI_SAMPLE)[0]
+    drive = find_drives(KITTI_SAMPLE)[0]
     bag = cache / "kitti_mini.mcap"
     if not bag.exists():
         write_kitti_bag(drive, bag, compressed=True, overwrite=True)
