@@ -30,9 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 KITTI_SAMPLE = ROOT.parent / "shared" / "data" / "kitti_mini"
+# the small-data recipe (see docs/learning.md): depth-normalised warping, Adam 3e-4, ×0.1 for the last quarter
+RECIPE = ["depth_normalization=true", "learning_rate=3e-4", "lr_decay_at=0.75"]
 PROFILES = {
     "quick": dict(height=96, width=320, train_scenes=8, frames=50, heldout_scenes=2, heldout_frames=25,
-                  steps=1600, eval_every=200, batch_size=4),
+                  steps=900, eval_every=150, batch_size=4),
     "full": dict(height=192, width=640, train_scenes=24, frames=100, heldout_scenes=4, heldout_frames=50,
                  steps=12000, eval_every=1000, batch_size=12),
     "kitti": dict(height=96, width=320, steps=1200, eval_every=100, batch_size=4),
@@ -140,7 +142,7 @@ def train_config(profile: dict, data_overrides: list[str], log_dir: Path, device
     overrides = [f"height={p['height']}", f"width={p['width']}", f"batch_size={p['batch_size']}",
                  f"max_steps={p['steps']}", "num_epochs=100000", f"log_dir={log_dir}", "save_every=0",
                  "epoch_checkpoints=false", "image_every=0", "progress=false", f"device={device}",
-                 "data.num_workers=0", *data_overrides, *extra]
+                 "data.num_workers=0", *data_overrides, *RECIPE, *extra]
     return load_config(None, overrides)
 
 
@@ -245,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", default="", help="name of this run's log folder under --cache (default: the profile)")
     p.add_argument("--jobs", type=int, default=2, help="processes for rendering (default 2)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra training-config override (repeatable), e.g. --set learning_rate=2e-4")
+                   help="training-config override on top of the recipe (repeatable), e.g. --set learning_rate=1e-4")
     return p
 
 
