@@ -235,7 +235,9 @@ def main(argv=None) -> int:
         ref = np.stack(rows[1]["predict"](images))
         for row in rows:
             results.append(measure_row(row, images, ref, gflop, pk, args, device.type == "cuda"))
-            print(f"  B={batch} {row['variant']}: {results[-1].get('end_to_end_ms', 0):.1f} ms", flush=True)
+            res = results[-1]
+            print(f"  B={batch} {row['variant']}: " + (f"{res['end_to_end_ms']:.1f} ms" if "end_to_end_ms" in res
+                                                        else f"skipped ({res['skip']})"), flush=True)
         base = results[-len(rows)].get("end_to_end_ms")
         for r in results[-len(rows):]:
             if "end_to_end_ms" in r and base:
