@@ -45,6 +45,7 @@ setup(
             "hypothesis>=6.100",
             "tensorboard>=2.15",
             "psutil>=5.9",
+            "matplotlib>=3.7",     # bench/learning.py --plot: the learning curve PNG
             "onnx>=1.15",          # ONNX export tests (same as the export extra)
             "onnxruntime>=1.17",
             # the colcon build test (test/ros/test_colcon_build.py): what a ROS user builds with
