@@ -218,7 +218,8 @@ def import_official(folder, min_depth: float = 0.1, max_depth: float = 100.0, st
     stereo = bool(enc_raw.get("use_stereo", False))
     model = DepthModel(num_layers=_num_layers(enc, enc_path), height=int(enc_raw.get("height", 192)),
                        width=int(enc_raw.get("width", 640)), min_depth=min_depth, max_depth=max_depth,
-                       depth_scale=stereo_scale if stereo else 1.0, metric=stereo)
+                       depth_scale=stereo_scale if stereo else 1.0, metric=stereo,
+                       scale_source="stereo" if stereo else "")
     try:
         model.encoder.load_state_dict(enc, strict=True)
     except RuntimeError as exc:

@@ -29,6 +29,7 @@ class ModelConfig:
     depth_scale: float = 1.0   # multiply network depth by this to get metres
     metric: bool = False       # True when depth_scale makes the output metric (stereo / known scale)
     scales: tuple = (0, 1, 2, 3)
+    scale_source: str = ""     # how a metric model learnt metres: "stereo", "odometry", ... ("" = relative)
 
     def __post_init__(self):
         if self.num_layers not in (18, 34, 50):
@@ -40,6 +41,9 @@ class ModelConfig:
         if not self.depth_scale > 0:
             raise ValueError(f"depth_scale must be > 0, got {self.depth_scale}")
         self.scales = tuple(int(s) for s in self.scales)
+        self.scale_source = str(self.scale_source or "")
+        if self.scale_source and not self.metric:
+            raise ValueError(f"scale_source {self.scale_source!r} given for a relative (metric=False) model")
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -95,9 +99,10 @@ class DepthModel(nn.Module):
 
     def __init__(self, num_layers: int = 18, height: int = 192, width: int = 640, min_depth: float = 0.1,
                  max_depth: float = 100.0, depth_scale: float = 1.0, metric: bool = False, scales=(0, 1, 2, 3),
-                 weights_init=None):
+                 weights_init=None, scale_source: str = ""):
         super().__init__()
-        self.config = ModelConfig(num_layers, height, width, min_depth, max_depth, depth_scale, metric, scales)
+        self.config = ModelConfig(num_layers, height, width, min_depth, max_depth, depth_scale, metric, scales,
+                                  scale_source)
         self.encoder = ResnetEncoder(num_layers, 1, weights_init=weights_init)
         self.decoder = DepthDecoder(self.encoder.num_ch_enc, self.config.scales)
         self.fp16 = False
@@ -107,6 +112,7 @@ class DepthModel(nn.Module):
     width = property(lambda self: self.config.width)
     depth_scale = property(lambda self: self.config.depth_scale)
     metric = property(lambda self: self.config.metric)
+    scale_source = property(lambda self: self.config.scale_source)
 
     @property
     def device(self) -> torch.device:

@@ -114,15 +114,18 @@ class DepthNode(LifecycleNode):
             self.model = DepthModel.load(self.values["model_path"], device=self.values["device"],
                                          fp16=self.values["fp16"])
         self._build_backend()
-        self.settings = Settings().updated(self.values).updated({"model_size": (self.model.height, self.model.width)})
+        self.settings = Settings().updated(self.values).updated({
+            "model_size": (self.model.height, self.model.width), "checkpoint_metric": bool(self.model.metric),
+            "checkpoint_scale_source": getattr(self.model, "scale_source", "")})
         self.get_logger().info(f"model {self.values['model_path'] or '(injected)'}: {self.model.width}x"
                                f"{self.model.height} on {getattr(self.model, 'device', '?')}, "
                                f"metric={self.model.metric}, cameras={[c.name or '.' for c in self.cameras]}")
-        if not self.model.metric and not self._warned_scale:
+        if not self.model.metric and self.values["camera_height"] <= 0 and not self._warned_scale:
             self._warned_scale = True
             self.get_logger().warning(
                 "checkpoint is relative (mono-trained, model.metric=False): depth is known only up to scale; "
-                f"set depth_scale (now {self.settings.depth_scale}) so that ~/depth and ~/points are in metres")
+                "set camera_height (metres above a flat ground) or depth_scale "
+                f"(now {self.settings.depth_scale}) so that ~/depth and ~/points are in metres")
 
     def _build_backend(self) -> None:
         """Warm-up before activation: ``backend: auto`` builds, checks and times the candidates here (within

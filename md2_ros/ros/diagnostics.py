@@ -20,6 +20,7 @@ class CameraStats:
         self.received = self.dropped = self.rejected = self.processed = 0
         self.last_error = ""
         self.camera_info_state = "none received"
+        self.scale = None            # the last frame's ScaleReport (md2_ros.core.metric_scale)
         self._win_start = clock()
         self._win_received = self._win_processed = self._win_rejected = 0
         self._win_infer_ms: list[float] = []
@@ -44,6 +45,10 @@ class CameraStats:
             self._win_infer_ms.append(infer_ms)
             self._win_total_ms.append(total_ms)
 
+    def on_scale(self, report) -> None:
+        with self._lock:
+            self.scale = report
+
     def window(self) -> dict:
         """Rates and means since the previous call (then reset the window)."""
         with self._lock:
@@ -55,7 +60,7 @@ class CameraStats:
                 "inference_ms": mean(self._win_infer_ms), "processing_ms": mean(self._win_total_ms),
                 "rejected_in_window": self._win_rejected, "received": self.received, "processed": self.processed,
                 "dropped_stale": self.dropped, "rejected": self.rejected, "last_error": self.last_error,
-                "camera_info": self.camera_info_state,
+                "camera_info": self.camera_info_state, **scale_fields(self.scale),
             }
             self._win_start = now
             self._win_received = self._win_processed = self._win_rejected = 0
@@ -63,11 +68,22 @@ class CameraStats:
             return out
 
 
+def scale_fields(rep) -> dict:
+    """Diagnostic values of a ScaleReport (or of none yet)."""
+    if rep is None:
+        return {"scale": "unset", "scale_source": "none", "metric": False, "ground_inlier_share": "n/a",
+                "scale_note": "no frame processed yet"}
+    share = "n/a" if rep.inlier_share is None else round(float(rep.inlier_share), 3)
+    return {"scale": round(float(rep.factor), 4), "scale_source": rep.source, "metric": bool(rep.metric),
+            "ground_inlier_share": share, "scale_note": rep.note}
+
+
 def to_status(name: str, hardware_id: str, w: dict) -> DiagnosticStatus:
     """DiagnosticStatus from a ``CameraStats.window()`` dict.
 
-    STALE: no input in the window; WARN: bad messages in the window, or no usable CameraInfo
-    (cloud and depth/camera_info skipped); OK otherwise.
+    STALE: no input in the window; WARN: bad messages in the window, no usable CameraInfo
+    (cloud and depth/camera_info skipped), or a camera-height scale asked for but unset; OK otherwise.
+    The values always include the scale, its source and the ground fit's inlier share.
     """
     if w["input_rate_hz"] == 0:
         level, message = DiagnosticStatus.STALE, "no input images"
@@ -75,6 +91,8 @@ def to_status(name: str, hardware_id: str, w: dict) -> DiagnosticStatus:
         level, message = DiagnosticStatus.WARN, f"rejected {w['rejected_in_window']} message(s): {w['last_error']}"
     elif w["camera_info"] != "ok":
         level, message = DiagnosticStatus.WARN, f"no usable CameraInfo ({w['camera_info']}): cloud skipped"
+    elif w.get("scale_note", "").startswith("ground scale unset"):
+        level, message = DiagnosticStatus.WARN, f"{w['scale_note']} (publishing scale source: {w['scale_source']})"
     else:
         level, message = DiagnosticStatus.OK, "ok"
 

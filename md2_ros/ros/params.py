@@ -38,6 +38,12 @@ SPECS: dict[str, Spec] = {
     "diagnostics_period": Spec(1.0, "Seconds between /diagnostics messages", True, float_range=(0.1, 60.0)),
     "depth_scale": Spec(1.0, "Multiplies the checkpoint's depth (already × its own scale); needed for "
                              "metres with a mono (relative) checkpoint", float_range=(1e-6, 1e6)),
+    "camera_height": Spec(0.0, "Camera height above a flat ground in metres (KITTI: 1.65); > 0 scales each frame "
+                               "so the ground plane fitted in the lower image band lies at this height (any "
+                               "model; replaces depth_scale). 0 = off", float_range=(0.0, 100.0)),
+    "ground_band": Spec(0.6, "Top of the image band searched for the ground, as a fraction of the image height "
+                             "(the band runs to the bottom row)", float_range=(0.0, 0.95)),
+    "scale_window": Spec(15, "Frames in the running median of the camera-height scale", int_range=(1, 1000)),
     "min_depth": Spec(0.1, "Cloud: points nearer than this (m) are NaN", float_range=(0.0, 1e6)),
     "max_depth": Spec(100.0, "Cloud: points farther than this (m) are NaN", float_range=(0.0, 1e6)),
     "cloud_stride": Spec(1, "Cloud: keep every Nth pixel in each direction", int_range=(1, 64)),

@@ -16,6 +16,8 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from ..io.stamps import stamp_ns
 from . import conversions as cv
+from ..core.ground_scale import GroundParams
+from ..core.metric_scale import MetricScaler
 from .diagnostics import CameraStats
 from ..io.intrinsics import match_scale, projection_matrix
 
@@ -31,6 +33,11 @@ class Settings:
     colormap: str = "magma"
     output_resolution: str = "input"   # or "model"
     model_size: tuple = (192, 640)     # (height, width) of the network
+    camera_height: float = 0.0         # metres above the ground; > 0 turns on the ground-plane scale
+    ground_band: float = 0.6           # top of the ground band, as a fraction of the image height
+    scale_window: int = 15             # frames in the median of the ground scale
+    checkpoint_metric: bool = False    # the model predicts metres by itself
+    checkpoint_scale_source: str = ""  # how it learnt them (stereo, odometry, ...)
 
     def updated(self, values: dict) -> "Settings":
         known = {k: v for k, v in values.items() if k in self.__dataclass_fields__}
@@ -66,6 +73,7 @@ class CameraPipeline:
         self._last_stamp_ns = None
         self._slot = None
         self._lock = threading.Lock()
+        self.scaler = MetricScaler()
 
     # -- inputs (executor thread) ------------------------------------------------------
     def on_camera_info(self, msg) -> None:
@@ -118,31 +126,43 @@ class CameraPipeline:
                want_cloud: bool = True, want_colored: bool = True) -> Outputs:
         """Network depth (before the node's depth_scale) -> output messages with the input header."""
         notes = []
-        depth = np.asarray(depth, dtype=np.float32) * np.float32(settings.depth_scale)
+        depth = np.asarray(depth, dtype=np.float32)
+        out_h, out_w = depth.shape
+        try:
+            K, info = self._intrinsics(prep, out_w, out_h)
+            self.stats.camera_info_state = "ok"
+        except cv.ConversionError as e:
+            K, info = None, None
+            self.stats.camera_info_state = str(e)
+            notes.append(("camera_info", f"{self.label}: {e}; depth published without cloud or depth/camera_info"))
+        depth = self._to_metres(depth, K, settings, notes)
         with np.errstate(invalid="ignore"):
             depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
-        out_h, out_w = depth.shape
-        out = Outputs(depth=cv.depth_to_image(depth, prep.header), notes=notes)
+        out = Outputs(depth=cv.depth_to_image(depth, prep.header), camera_info=info, notes=notes)
 
         stamp = stamp_ns(prep.header)
         if self._last_stamp_ns is not None and stamp < self._last_stamp_ns:
             notes.append(("stamp", f"{self.label}: image stamp went backwards by "
                                    f"{(self._last_stamp_ns - stamp) / 1e9:.3f} s (bag loop or clock reset?)"))
         self._last_stamp_ns = stamp
-
-        try:
-            K, out.camera_info = self._intrinsics(prep, out_w, out_h)
-            self.stats.camera_info_state = "ok"
-        except cv.ConversionError as e:
-            K = None
-            self.stats.camera_info_state = str(e)
-            notes.append(("camera_info", f"{self.label}: {e}; depth published without cloud or depth/camera_info"))
         if K is not None and want_cloud:
             out.cloud = cv.depth_to_cloud(depth, K, prep.header, prep.rgb, settings.cloud_stride,
                                           settings.min_depth, settings.max_depth)
         if settings.publish_colorized and want_colored:
             out.colored = cv.numpy_to_image(cv.colorize_depth(depth, settings.colormap), "bgr8", prep.header)
         return out
+
+    def _to_metres(self, depth: np.ndarray, K, settings: Settings, notes: list) -> np.ndarray:
+        """Apply the scale the settings choose (see :mod:`md2_ros.core.metric_scale`); record it."""
+        self.scaler.configure(settings.camera_height, settings.depth_scale, settings.checkpoint_metric,
+                              settings.checkpoint_scale_source, GroundParams(band=(settings.ground_band, 1.0)),
+                              settings.scale_window)
+        depth, rep = self.scaler.apply(depth, K)
+        self.stats.on_scale(rep)
+        if settings.camera_height > 0 and rep.source != "camera_height":
+            notes.append(("scale", f"{self.label}: {rep.note}; publishing "
+                                   f"{'the ' + rep.source + ' scale' if rep.metric else 'relative depth'}"))
+        return depth
 
 
 def run_batch(items: list, predict_batch, settings: Settings) -> list:
