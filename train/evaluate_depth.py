@@ -38,6 +38,7 @@ import numpy as np
 
 from md2_ros.io.kitti import parse_split_line, read_split_file
 from train.export_gt_depth import format_entry, load_gt_depths, resolve_split_file
+from train.metric_eval import both_tables, camera_height_scales, scale_source_of
 from train.metrics import METRIC_NAMES, compute_errors, mean_errors
 
 GARG_CROP = (0.40810811, 0.99189189, 0.03594771, 0.96405229)   # top, bottom, left, right (fractions)
@@ -107,7 +108,7 @@ def prediction_to_depth(pred: np.ndarray, height: int, width: int, pred_type: st
 
 def evaluate(gt_depths, preds, *, pred_type: str = "disp", preds_flip=None, median_scaling: bool = True,
              scale_factor: float = 1.0, min_depth: float = 1e-3, max_depth: float = 80.0,
-             crop: str = "garg") -> dict:
+             crop: str = "garg", frame_scales=None) -> dict:
     """Eigen-protocol metrics of predictions against GT depth maps.
 
     Args:
@@ -120,12 +121,16 @@ def evaluate(gt_depths, preds, *, pred_type: str = "disp", preds_flip=None, medi
         scale_factor: fixed factor applied to the depths first (5.4 for stereo).
         min_depth, max_depth: GT validity range and prediction clamp.
         crop: 'garg', 'eigen' or 'none'.
+        frame_scales: optional per-image factors after ``scale_factor`` (e.g. the camera-height scale);
+            an image whose factor is None has no scale and is left out (counted in "num_no_scale").
 
     Returns:
         {"metrics": {name: mean over images}, "num_images", "num_skipped"
         (images without a valid GT pixel), "median_scaling", "scale_factor",
         "ratio_mean", "ratio_std", "ratio_median", "ratio_rel_std" (None
-        without median scaling), "per_image": [metric dicts]}.
+        without median scaling), "scale_error_median", "scale_error_mean" (of the per-image
+        ``median(pred) / median(gt)`` before median scaling: 1 = metric), "num_no_scale",
+        "per_image": [metric dicts]}.
     """
     if len(gt_depths) != len(preds):
         raise ValueError(f"{len(gt_depths)} GT maps but {len(preds)} predictions")
@@ -141,8 +146,14 @@ def evaluate(gt_depths, preds, *, pred_type: str = "disp", preds_flip=None, medi
     if not scale_factor > 0:
         raise ValueError(f"scale_factor must be > 0, got {scale_factor}")
 
-    per_image, ratios, skipped = [], [], 0
+    if frame_scales is not None and len(frame_scales) != len(gt_depths):
+        raise ValueError(f"{len(gt_depths)} GT maps but {len(frame_scales)} frame scales")
+    per_image, ratios, scale_errors, skipped, no_scale = [], [], [], 0, 0
     for i, gt in enumerate(gt_depths):
+        frame_scale = 1.0 if frame_scales is None else frame_scales[i]
+        if frame_scale is None:
+            no_scale += 1
+            continue
         gt = np.asarray(gt, dtype=np.float32)
         if gt.ndim != 2:
             raise ValueError(f"GT map {i} must be H×W, got {gt.shape}")
@@ -153,7 +164,8 @@ def evaluate(gt_depths, preds, *, pred_type: str = "disp", preds_flip=None, medi
             skipped += 1
             continue
         g = gt[mask].astype(np.float64)
-        p = depth[mask].astype(np.float64) * scale_factor
+        p = depth[mask].astype(np.float64) * scale_factor * frame_scale
+        scale_errors.append(float(np.median(p) / np.median(g)))
         if median_scaling:
             ratio = float(np.median(g) / np.median(p))
             ratios.append(ratio)
@@ -170,7 +182,8 @@ def evaluate(gt_depths, preds, *, pred_type: str = "disp", preds_flip=None, medi
                      ratio_rel_std=float(r.std() / r.mean()))
     return {"metrics": mean_errors(per_image), "num_images": len(per_image), "num_skipped": skipped,
             "median_scaling": bool(median_scaling), "scale_factor": float(scale_factor), **stats,
-            "per_image": per_image}
+            "scale_error_median": float(np.median(scale_errors)), "scale_error_mean": float(np.mean(scale_errors)),
+            "num_no_scale": no_scale, "per_image": per_image}
 
 
 def format_table(metrics: dict) -> str:
@@ -284,8 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--pred_depth_scale_factor", type=float, default=None,
                     help="Fixed factor applied to predicted depths before any median scaling (default 5.4 with "
                          "--eval_stereo, else 1; 1 for a checkpoint that carries its own depth_scale).")
-    ap.add_argument("--disable_median_scaling", action="store_true",
-                    help="Do not rescale each prediction by median(gt)/median(pred) (for metric predictions).")
+    ap.add_argument("--disable_median_scaling", "--no-median-scaling", action="store_true",
+                    help="Do not rescale each prediction by median(gt)/median(pred) (for metric predictions). "
+                         "Both tables are always reported; this picks the headline one.")
+    ap.add_argument("--camera_height", "--camera-height", type=float, default=0.0,
+                    help="Metres above the ground (KITTI 1.65): scale each prediction so the ground plane fitted in "
+                         "its lower band lies at this height (needs --data_path for the intrinsics); 0 = off.")
+    ap.add_argument("--ground_band", type=float, default=0.6,
+                    help="Top of the ground band for --camera_height, as a fraction of the height (default 0.6).")
+    ap.add_argument("--scale_window", type=int, default=1,
+                    help="Running median over this many frames (file order) of the camera-height scale (default 1: "
+                         "each frame on its own).")
     ap.add_argument("--post_process", action="store_true",
                     help="Average each disparity with the mirrored image's, edge-blended as in the Monodepth papers.")
     ap.add_argument("--min_depth", type=float, default=1e-3,
@@ -327,6 +349,7 @@ def run(args) -> dict:
         _check_split(args.split, files)
     stereo = args.eval_stereo
     factor = args.pred_depth_scale_factor
+    model = None
     if args.checkpoint:
         if not args.data_path:
             raise ValueError("--checkpoint needs --data_path (the KITTI raw root with the images)")
@@ -352,8 +375,14 @@ def run(args) -> dict:
     median = not (stereo or args.disable_median_scaling)
     if args.crop == "auto":
         args.crop = "none" if meta.get("source") == "benchmark" else "garg"
-    result = evaluate(gt_depths, preds, pred_type=kind, preds_flip=preds_flip, median_scaling=median,
-                      scale_factor=factor, min_depth=args.min_depth, max_depth=args.max_depth, crop=args.crop)
+    frame_scales = None
+    if args.camera_height > 0:
+        frame_scales = camera_height_scales(args.data_path, files, gt_depths, preds, kind, preds_flip,
+                                            args.camera_height, args.ground_band, args.scale_window)
+    common = dict(pred_type=kind, preds_flip=preds_flip, scale_factor=factor, min_depth=args.min_depth,
+                  max_depth=args.max_depth, crop=args.crop, frame_scales=frame_scales)
+    result = evaluate(gt_depths, preds, median_scaling=median, **common)
+    tables = both_tables(evaluate, gt_depths, preds, **common)
 
     print(f"Evaluated {result['num_images']} images ({split}, {kind} predictions"
           f"{', post-processed' if preds_flip is not None else ''}, {args.crop} crop, "
@@ -364,14 +393,22 @@ def run(args) -> dict:
         print(f"  Median scaling ratios | median: {result['ratio_median']:0.3f} | mean: {result['ratio_mean']:0.3f}"
               f" | std/mean: {result['ratio_rel_std']:0.3f}")
     print(format_table(result["metrics"]))
+    source = scale_source_of(model, args.camera_height, stereo, factor)
+    other = "unscaled" if median else "median_scaled"
+    print(f"  {'without' if median else 'with'} median scaling (scale source: {source}; per-frame scale error "
+          f"median(pred)/median(gt): median {tables['scale_error_median']:.3f}"
+          f"{', %d frames without a scale' % tables['num_no_scale'] if tables['num_no_scale'] else ''}):")
+    print(format_table(tables[other]).splitlines()[-1])
 
     report = {k: result[k] for k in ("metrics", "num_images", "num_skipped", "median_scaling", "scale_factor",
                                      "ratio_mean", "ratio_std", "ratio_median", "ratio_rel_std")}
     report["split"] = split
+    report.update(tables, scale_source=source)
     report["config"] = {"gt": str(args.gt), "pred": args.pred, "checkpoint": args.checkpoint,
                         "pred_type": kind, "eval_stereo": bool(stereo), "post_process": preds_flip is not None,
                         "min_depth": args.min_depth, "max_depth": args.max_depth, "crop": args.crop,
-                        "gt_source": meta.get("source")}
+                        "gt_source": meta.get("source"), "camera_height": args.camera_height,
+                        "scale_window": args.scale_window}
     if args.json:
         out = pathlib.Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -81,13 +81,15 @@ def snippet_xyz(rel_poses) -> np.ndarray:
     return np.array(xyz)
 
 
-def snippet_ates(gt_rel, pred_rel, snippet_length: int = 5, formula: str = "rmse") -> np.ndarray:
+def snippet_ates(gt_rel, pred_rel, snippet_length: int = 5, formula: str = "rmse",
+                 align_scale: bool = True) -> np.ndarray:
     """ATE of every full snippet (stride 1) -> (N - snippet_length + 2,) array.
 
     Args:
         gt_rel, pred_rel: (N, 4, 4) (or N×12, N×3×4) frame-to-frame poses, same N.
         snippet_length: frames per snippet (>= 2); uses snippet_length - 1 poses.
         formula: 'rmse' or 'official' (see `train.metrics.compute_ate`).
+        align_scale: False scores the prediction at its own scale (metric pose networks).
     """
     gt_rel, pred_rel = to_4x4(gt_rel), to_4x4(pred_rel)
     if gt_rel.shape != pred_rel.shape:
@@ -97,14 +99,22 @@ def snippet_ates(gt_rel, pred_rel, snippet_length: int = 5, formula: str = "rmse
     steps = snippet_length - 1
     if len(gt_rel) < steps:
         raise ValueError(f"{len(gt_rel)} relative poses is too few for one {snippet_length}-frame snippet")
-    return np.array([compute_ate(snippet_xyz(gt_rel[i:i + steps]), snippet_xyz(pred_rel[i:i + steps]), formula)
-                     for i in range(len(gt_rel) - steps + 1)])
+    return np.array([compute_ate(snippet_xyz(gt_rel[i:i + steps]), snippet_xyz(pred_rel[i:i + steps]), formula,
+                                 align_scale) for i in range(len(gt_rel) - steps + 1)])
 
 
 def evaluate_pose(gt_rel, pred_rel, snippet_length: int = 5, formula: str = "rmse") -> dict:
-    """{"ate_mean", "ate_std", "num_snippets", "snippet_length", "formula"} over all snippets."""
+    """{"ate_mean", "ate_std" (scale-aligned per snippet), "ate_unaligned_mean", "ate_unaligned_std" (the
+    prediction's own scale), "translation_ratio_median" (median ‖t_pred‖ / ‖t_gt‖ over frame pairs),
+    "num_snippets", "snippet_length", "formula"} over all snippets."""
     ates = snippet_ates(gt_rel, pred_rel, snippet_length, formula)
-    return {"ate_mean": float(ates.mean()), "ate_std": float(ates.std()), "num_snippets": int(ates.size),
+    raw = snippet_ates(gt_rel, pred_rel, snippet_length, formula, align_scale=False)
+    gt_len = np.linalg.norm(to_4x4(gt_rel)[:, :3, 3], axis=1)
+    pred_len = np.linalg.norm(to_4x4(pred_rel)[:, :3, 3], axis=1)
+    moving = gt_len > 1e-6
+    ratio = float(np.median(pred_len[moving] / gt_len[moving])) if moving.any() else float("nan")
+    return {"ate_mean": float(ates.mean()), "ate_std": float(ates.std()), "ate_unaligned_mean": float(raw.mean()),
+            "ate_unaligned_std": float(raw.std()), "translation_ratio_median": ratio, "num_snippets": int(ates.size),
             "snippet_length": int(snippet_length), "formula": formula}
 
 
@@ -157,7 +167,9 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"Trajectory error ({result['num_snippets']} snippets of {args.snippet_length} frames, {args.formula}): "
-          f"{result['ate_mean']:0.3f}, std: {result['ate_std']:0.3f}")
+          f"{result['ate_mean']:0.3f}, std: {result['ate_std']:0.3f} (scale-aligned); without scale alignment "
+          f"{result['ate_unaligned_mean']:0.3f}, std: {result['ate_unaligned_std']:0.3f}; "
+          f"median |t_pred| / |t_gt|: {result['translation_ratio_median']:.3f}")
     if args.json:
         out = pathlib.Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -71,7 +71,7 @@ def mean_errors(per_image: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([m[k] for m in per_image])) for k in METRIC_NAMES}
 
 
-def compute_ate(gt_xyz, pred_xyz, formula: str = "rmse") -> float:
+def compute_ate(gt_xyz, pred_xyz, formula: str = "rmse", align_scale: bool = True) -> float:
     """Absolute trajectory error of one snippet after scale alignment.
 
     Both trajectories are first shifted so that their first point is the
@@ -85,6 +85,8 @@ def compute_ate(gt_xyz, pred_xyz, formula: str = "rmse") -> float:
             "official" gives ``sqrt(sum_i ||gt_i - s * pred_i||^2) / N``, the
             expression of the Monodepth2/SfMLearner evaluation code (its
             published odometry numbers use it).
+        align_scale: False keeps the prediction's own scale (s = 1): the error a robot sees from a
+            metric pose network.
 
     Returns:
         the ATE in the units of `gt_xyz` (metres for KITTI).
@@ -98,7 +100,7 @@ def compute_ate(gt_xyz, pred_xyz, formula: str = "rmse") -> float:
     gt = gt - gt[0]
     pred = pred - pred[0]
     denom = float(np.sum(pred**2))
-    scale = float(np.sum(gt * pred)) / denom if denom > 0 else 0.0
+    scale = (float(np.sum(gt * pred)) / denom if denom > 0 else 0.0) if align_scale else 1.0
     sq = np.sum((gt - scale * pred) ** 2, axis=1)
     if formula == "rmse":
         return float(np.sqrt(np.mean(sq)))

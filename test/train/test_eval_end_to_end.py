@@ -8,9 +8,10 @@ from train import evaluate_depth, export_gt_depth
 from train.metrics import METRIC_NAMES
 
 REPORT_KEYS = {"metrics", "num_images", "num_skipped", "median_scaling", "scale_factor", "ratio_mean", "ratio_std",
-               "ratio_median", "ratio_rel_std", "split", "config"}
+               "ratio_median", "ratio_rel_std", "split", "config", "median_scaled", "unscaled", "scale_error_median",
+               "scale_error_mean", "num_no_scale", "unscaled_num_images", "scale_source"}
 CONFIG_KEYS = {"gt", "pred", "checkpoint", "pred_type", "eval_stereo", "post_process", "min_depth", "max_depth",
-               "crop", "gt_source"}
+               "crop", "gt_source", "camera_height", "scale_window"}
 
 
 @pytest.fixture(scope="module")
