@@ -28,6 +28,9 @@ class DataConfig:
     max_gap: float = 0.0           # rosbag: max seconds between consecutive frames (0 = 2.5 × median period)
     static_threshold: float = 0.005  # rosbag: drop triplets whose mean |Δ| (0..1 intensity) is below this; 0 keeps all
     intrinsics: str = ""           # folder: YAML with fx, fy, cx, cy (pixels) and width, height
+    odometry_topic: str = ""       # rosbag: Odometry/TwistStamped topic for velocity supervision ("" = the only one)
+    poses_file: str = ""           # kitti layout: poses file (KITTI odometry format, line = frame) or "auto" (<drive>/poses.txt)
+    odometry_max_gap: float = 0.5  # seconds: a pair is supervised only where odometry samples are at most this far apart
     val_fraction: float = 0.0      # hold out this fraction of each sequence's samples (its tail) for validation
     val_path: str = ""             # a second dataset of the same kind for validation (KITTI: every frame under it)
     val_max_samples: int = 0       # validate on at most this many samples, evenly spaced (0 = all)
@@ -60,6 +63,7 @@ class TrainConfig:
     # global depth scale, so it cannot drift into the sigmoid's saturated far end (all depth = max_depth,
     # zero gradient) — the collapse seen on small data; the pose net carries the scale instead
     depth_normalization: bool = False
+    velocity_weight: float = 0.0   # > 0: |‖t_pred‖ − ‖v‖Δt| on the pose net (needs odometry; the model becomes metric)
     # optimisation
     batch_size: int = 12
     learning_rate: float = 1e-4
@@ -137,6 +141,15 @@ class TrainConfig:
             bad(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.scheduler_step_size < 1:
             bad(f"scheduler_step_size must be >= 1 (epochs), got {self.scheduler_step_size}")
+        if self.velocity_weight < 0 or self.data.odometry_max_gap <= 0:
+            bad(f"velocity_weight must be >= 0 and data.odometry_max_gap > 0, got {self.velocity_weight}, "
+                f"{self.data.odometry_max_gap}")
+        if self.velocity_weight > 0 and not self.temporal_ids:
+            bad("velocity_weight > 0 needs temporal source frames (frame_ids like [0, -1, 1])")
+        if self.velocity_weight > 0 and self.depth_normalization:
+            bad("velocity_weight > 0 needs depth_normalization=false: with depth-normalised warping the "
+                "translation is in units of each image's mean depth, so odometry cannot give the depth one "
+                "metric scale")
         if not 0 < self.min_depth < self.max_depth:
             bad(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
         self._validate_validation(bad)

@@ -11,7 +11,16 @@ from .config import TrainConfig
 
 
 def build_dataset(cfg: TrainConfig, is_train: bool = True):
-    """Return a torch Dataset yielding the sample dict of ``train.datasets.base``."""
+    """Return a torch Dataset yielding the sample dict of ``train.datasets.base`` (with the odometry targets
+    of velocity supervision attached when ``velocity_weight`` > 0, for training)."""
+    dataset = _build(cfg, is_train)
+    if cfg.velocity_weight > 0 and is_train:
+        from .velocity import attach_odometry
+        attach_odometry(cfg, dataset)
+    return dataset
+
+
+def _build(cfg: TrainConfig, is_train: bool):
     from .datasets import ImageFolderDataset, KittiRAWDataset, RosbagDataset
 
     d = cfg.data

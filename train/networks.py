@@ -86,14 +86,24 @@ class Networks(nn.Module):
         self.cfg = cfg
         # stereo training learns depth in units of STEREO_UNIT metres (see objective.py), so the exported
         # model carries depth_scale=STEREO_UNIT and is metric; a mono model is relative (median scaling)
+        # velocity supervision (train/velocity.py) sets the unit to metres (STEREO_UNIT metres with stereo)
+        sources = [n for n, on in (("stereo", cfg.use_stereo), ("odometry", cfg.velocity_weight > 0)) if on]
         self.depth = DepthModel(cfg.num_layers, cfg.height, cfg.width, cfg.min_depth, cfg.max_depth,
-                                depth_scale=STEREO_UNIT if cfg.use_stereo else 1.0, metric=cfg.use_stereo,
-                                scales=tuple(range(4)), weights_init=_weights(cfg))
+                                depth_scale=STEREO_UNIT if cfg.use_stereo else 1.0, metric=bool(sources),
+                                scales=tuple(range(4)), weights_init=_weights(cfg), scale_source="+".join(sources))
         self.pose = PoseNet(cfg, self.depth.encoder) if cfg.temporal_ids else None
+        if cfg.velocity_weight > 0 and not cfg.use_stereo:   # metres per network unit, from odometry
+            self.register_buffer("metres_per_unit", torch.tensor(1.0))
+            self.register_buffer("unit_initialised", torch.tensor(False))
         self.mask_decoder = None
         if cfg.predictive_mask:
             self.mask_decoder = DepthDecoder(self.depth.encoder.num_ch_enc, tuple(range(4)),
                                              num_output_channels=len(cfg.frame_ids) - 1)
+
+    def sync_depth_scale(self) -> None:
+        """Give the depth model the metres per unit learnt from odometry (no-op otherwise)."""
+        if hasattr(self, "metres_per_unit"):
+            self.depth.config.depth_scale = float(self.metres_per_unit)
 
     def forward(self, inputs: dict) -> dict:
         feats = self.depth.encoder(inputs[("color_aug", 0, 0)])

@@ -26,6 +26,7 @@ from .networks import Networks
 from .objective import compute_losses
 from .resume import check_resume_config, resume_position
 from .validation import setup_validation
+from .velocity import add_velocity_term
 
 log = logging.getLogger("md2_ros.train")
 
@@ -102,6 +103,8 @@ class Trainer:
         with autocast:
             outputs = self.model(batch)
         losses = compute_losses(self.cfg, batch, outputs)
+        if self.cfg.velocity_weight > 0:
+            add_velocity_term(self.cfg, batch, outputs, losses, self.nets)
         return outputs, losses
 
     def step(self, batch: dict) -> dict:
@@ -189,6 +192,7 @@ class Trainer:
         if not self.dist.is_main:
             return None
         path = Path(path) if path else self.log_dir / "depth.safetensors"
+        self.nets.sync_depth_scale()
         self.nets.depth.save(path)
         return path
 

@@ -14,6 +14,8 @@ key                     value                            notes
 ("color", f, s)         float32 3 x h_s x w_s in [0, 1]  f in frame_ids (ints, and "s" = stereo partner)
 ("color_aug", f, s)     float32 3 x h_s x w_s in [0, 1]  after colour jitter (same tensor if none)
 ("K", s), ("inv_K", s)  float32 4 x 4                    pixels of scale s; K = normalised K x (w_s, h_s)
+("odom_dist", f)        float32 scalar                   metres travelled between the target and source f
+                                                         (only with odometry attached; NaN = unknown)
 "stereo_T"              float32 4 x 4                    only when "s" in frame_ids, see below
 "index"                 int                              the dataset index
 ======================  ===============================  ===========================================
@@ -163,6 +165,7 @@ class SequenceDataset(torch.utils.data.Dataset):
         self.height, self.width, self.num_scales = int(height), int(width), int(num_scales)
         self.is_train = bool(is_train)
         self.skipped: dict[str, int] = {}
+        self.odometry: dict | None = None   # {frame id: (len,) float32 metres travelled from the target, NaN = unknown}
 
     @property
     def int_frame_ids(self) -> list[int]:
@@ -194,5 +197,8 @@ class SequenceDataset(torch.utils.data.Dataset):
         if self.is_train:
             jitter = sample_color_jitter()
             flip = sample_flip()
-        return build_sample(raw.images, raw.K, self.num_scales, index, side=raw.side, baseline=raw.baseline,
-                            flip=flip, jitter=jitter)
+        sample = build_sample(raw.images, raw.K, self.num_scales, index, side=raw.side, baseline=raw.baseline,
+                              flip=flip, jitter=jitter)
+        for f, dist in (self.odometry or {}).items():   # a flip does not change the distance travelled
+            sample[("odom_dist", f)] = torch.tensor(float(dist[index]), dtype=torch.float32)
+        return sample

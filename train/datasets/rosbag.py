@@ -294,6 +294,12 @@ class RosbagDataset(SequenceDataset):
     def __len__(self) -> int:
         return len(self._rows)
 
+    def frame_stamps(self) -> dict:
+        """{frame id: (len,) int64 header stamps (ns)} of every sample's frames (temporal ids only)."""
+        stamps = np.asarray(self._doc["streams"]["left"]["stamps"], dtype=np.int64)
+        rows = np.asarray(self._rows, dtype=np.int64).reshape(len(self._rows), len(self.frame_ids))
+        return {f: stamps[rows[:, i]] for i, f in enumerate(self.frame_ids) if f != "s"}
+
     def __getstate__(self):  # memmaps are reopened in each DataLoader worker, never pickled
         state = self.__dict__.copy()
         state["_frames"] = {}
