@@ -20,6 +20,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .core.ground_scale import GroundParams
+from .core.metric_scale import MetricScaler
 from .depth_io import COLORMAPS, colorize_depth, depth_to_mm_png, depth_to_points, write_ply
 from .io.intrinsics import intrinsics_from_values, load_intrinsics_file, scale_intrinsics
 from .sources import InputError, open_source
@@ -55,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4, help="Frames per forward pass (same-size frames are batched).")
     p.add_argument("--depth-scale", type=float, default=None,
                    help="Metres per network depth unit; overrides the checkpoint's scale (use for mono models).")
+    p.add_argument("--camera-height", type=float, default=0.0,
+                   help="Camera height above a flat ground in metres (KITTI 1.65): scale each frame so the ground "
+                        "plane fitted in the lower image band lies at this height (any model; needs intrinsics; "
+                        "replaces --depth-scale). 0 = off.")
+    p.add_argument("--ground-band", type=float, default=0.6,
+                   help="Top of the image band searched for the ground, as a fraction of the height.")
+    p.add_argument("--scale-window", type=int, default=15,
+                   help="Frames in the running median of the camera-height scale.")
     p.add_argument("--max-frames", type=int, default=None, help="Stop after this many processed frames.")
     p.add_argument("--every", type=int, default=1, help="Process every N-th frame of the input (1 = all).")
     p.add_argument("--topic", default=None,
@@ -105,6 +115,9 @@ def _check_args(args) -> None:
         raise ValueError(f"--backend-budget must be >= 0, got {args.backend_budget}")
     if args.depth_scale is not None and not args.depth_scale > 0:
         raise ValueError(f"--depth-scale must be > 0, got {args.depth_scale}")
+    if not (args.camera_height >= 0 and 0 <= args.ground_band < 1 and args.scale_window >= 1):
+        raise ValueError("need --camera-height >= 0, 0 <= --ground-band < 1 and --scale-window >= 1, got "
+                         f"{args.camera_height}, {args.ground_band}, {args.scale_window}")
 
 
 def _write_outputs(out: Path, formats: set[str], name: str, depth: np.ndarray, rgb: np.ndarray,
@@ -136,13 +149,16 @@ def run(args) -> int:
     check_name(args.backend)
 
     model = DepthModel.load(args.checkpoint, device=args.device, fp16=args.fp16)
-    if args.depth_scale is not None:
+    if args.depth_scale is not None and not args.camera_height:
         model.config.depth_scale = float(args.depth_scale)
-    elif not model.metric:
+    elif not model.metric and not args.camera_height:
         log.warning("the checkpoint is a mono (relative-scale) model: depths are not metres; "
-                    "pass --depth-scale to scale them")
+                    "pass --camera-height or --depth-scale to scale them")
     say = lambda text: print(f"md2-depth: {text}", file=sys.stderr)  # noqa: E731
     backend = make_backend(args.backend, model, info=say, warn=say, budget_s=args.backend_budget)
+    scaler = MetricScaler(args.camera_height, 1.0, model.metric, model.scale_source,
+                          GroundParams(band=(args.ground_band, 1.0)), args.scale_window)
+    sources: dict = {}
 
     out = Path(args.out_dir)
     for f in formats:
@@ -174,6 +190,11 @@ def run(args) -> int:
                         warned_no_K = True
                         print("md2-depth: no intrinsics (no CameraInfo in the input, no --intrinsics, no "
                               "--fx/--fy/--cx/--cy): skipping point clouds (.ply and PointCloud2)", file=sys.stderr)
+                    if args.camera_height:
+                        depth, rep = scaler.apply(depth, K)
+                        sources[rep.source] = sources.get(rep.source, 0) + 1
+                        if rep.note and rep.source != "camera_height":
+                            log.warning("%s: %s", frame.name, rep.note)
                     _write_outputs(out, formats, frame.name, depth, frame.rgb, K, args.colormap, not args.ply_ascii)
                     if bag is not None:
                         frame_id = frame.frame_id if frame.log_ns is not None else args.frame_id
@@ -203,6 +224,9 @@ def run(args) -> int:
         raise InputError(f"{args.input}: no frames could be processed")
     print(f"md2-depth: {done} frame(s) from {args.input} ({source.kind}) -> "
           + ", ".join(str(out / SUBDIRS[f]) for f in FORMATS if f in formats))
+    if sources:
+        print(f"md2-depth: scale per frame from {sources} (camera height {args.camera_height:g} m; last ground "
+              f"scale {scaler.smoother.value if scaler.smoother.value is not None else 'unset'})")
     if bag is not None:
         topics = ", ".join(f"{t} ({n})" for t, n in sorted(bag.counts.items()))
         print(f"md2-depth: bag written to {bag.path} ({topics})")
