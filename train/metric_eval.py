@@ -20,7 +20,7 @@ def kitti_intrinsics(data_path, entries: list[str], shapes: list[tuple], pred_sh
 
     ``shapes`` are the (H, W) sizes of the original images (the GT maps' sizes).
     """
-    from train.calib import load_cam_intrinsics
+    from md2_ros.io.kitti import load_cam_intrinsics
 
     out, cache = [], {}
     for entry, (H, W) in zip(entries, shapes):
