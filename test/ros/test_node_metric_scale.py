@@ -10,7 +10,7 @@ from rclpy.parameter import Parameter
 from md2_ros.ros import conversions as cv
 from md2_ros.ros.depth_node import DepthNode
 from md2_ros.ros.diagnostics import to_status
-from md2_ros.ros.intrinsics import camera_info_from_kitti
+from md2_ros.ros.conversions import camera_info_from_kitti
 from md2_ros.synthetic import CAMERA_HEIGHT, render_sequence
 from ros_helpers import header
 
