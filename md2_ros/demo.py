@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames between the target and its sources (default: 2 for KITTI, whose sample car moves "
                         "slowly; 1 for the synthetic scene, whose camera moves 0.5 m per frame)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--camera-height", type=float, default=1.65,
+                   help="metres above the ground for the node's camera-height scale (1.65: KITTI's camera and the "
+                        "synthetic scene's; 0 = off, the node then publishes the model's relative depth)")
     p.add_argument("--synthetic", action="store_true", help="use the built-in synthetic scene even if the sample exists")
     p.add_argument("--synthetic-frames", type=int, default=40, help="frames of the synthetic scene (default 40)")
     p.add_argument("--synthetic-size", default="192x640", help="HxW of the synthetic frames (default 192x640)")
@@ -50,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     from md2_ros import demo_steps as S
     from md2_ros.depth_io import colorize_depth, write_ply
     from train.evaluate_depth import evaluate, format_table
+    from train.metric_eval import both_tables
 
     t_start = time.time()
     out = Path(args.out)
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         S.train_on_bag(bag, out, args.steps, args.height, args.width, args.batch_size, args.device,
                        args.stride or (2 if kind == "kitti" else 1))
     print(f"[demo] running the ROS 2 depth node (rclpy, lifecycle) on the bag with {model_path} …", flush=True)
-    results, extra = S.run_node(model_path, bag, args.device)
+    results, extra = S.run_node(model_path, bag, args.device, camera_height=args.camera_height)
 
     rgb_paths = sorted(p for p in (drive / "image_02" / "data").iterdir() if p.stem.isdigit())
     frames = [int(p.stem) for p in rgb_paths]
@@ -94,16 +98,23 @@ def main(argv: list[str] | None = None) -> int:
     keys = sorted(gt)
     res = evaluate([gt[k] for k in keys], [depth_by_frame[k] for k in keys], pred_type="depth",
                    median_scaling=True, crop="garg" if kind == "kitti" else "none")
+    metric = both_tables(evaluate, [gt[k] for k in keys], [depth_by_frame[k] for k in keys], pred_type="depth",
+                         crop="garg" if kind == "kitti" else "none")
     baseline = S.untrained_baseline(model_path, dict(zip(frames, rgb_paths)), keys, gt, crop="garg" if kind == "kitti" else "none")
     S.write_json(out / "metrics.json", {k: v for k, v in res.items() if k != "per_image"} |
                  {"gt_source": "velodyne" if kind == "kitti" else "exact synthetic depth", "frames": keys,
                   "caption": CAPTION, "stamps_and_frame_id_copied": extra["stamps_ok"],
-                  "untrained_same_network": baseline["metrics"]})
+                  "untrained_same_network": baseline["metrics"], **metric,
+                  "scale_source": "camera_height" if args.camera_height > 0 else "none",
+                  "camera_height": args.camera_height})
     print()
     print(f"Eigen-protocol metrics on {len(keys)} frames with ground truth "
           f"({'velodyne, Garg crop' if kind == 'kitti' else 'exact synthetic depth'}, 1e-3 < d < 80 m, "
           f"median scaling; ratio mean {res['ratio_mean']:.2f}, std/mean {res['ratio_rel_std']:.3f}):")
     print(format_table(res["metrics"]))
+    print(f"the node's depth as published (no median scaling; scale from the camera height {args.camera_height:g} m; "
+          f"per-frame scale error median(pred)/median(gt): median {metric['scale_error_median']:.3f}):")
+    print(format_table(metric["unscaled"]).splitlines()[-1])
     print("the same network with random (untrained) weights, for reference — roughly 'one depth everywhere':")
     print(format_table(baseline["metrics"]).splitlines()[-1])
     print(f"\n{CAPTION}\n")

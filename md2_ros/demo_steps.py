@@ -70,7 +70,8 @@ def train_on_bag(bag: Path, out: Path, steps: int, height: int, width: int, batc
     return Path(summary["exported"])
 
 
-def run_node(model_path: Path, bag: Path, device: str, timeout_s: float = 60.0) -> tuple[list, dict]:
+def run_node(model_path: Path, bag: Path, device: str, timeout_s: float = 60.0,
+             camera_height: float = 0.0) -> tuple[list, dict]:
     """Play the bag into the real rclpy depth node (in-process, lifecycle) and collect its outputs.
 
     Frames are published one at a time, each after the previous depth arrived, so none is dropped.
@@ -100,7 +101,7 @@ def run_node(model_path: Path, bag: Path, device: str, timeout_s: float = 60.0) 
     try:
         node = DepthNode("depth_node", parameter_overrides=[
             Parameter("model_path", value=str(model_path)), Parameter("device", value=device),
-            Parameter("use_compressed", value=True)])
+            Parameter("use_compressed", value=True), Parameter("camera_height", value=float(camera_height))])
         io = rclpy.create_node("demo_player")
         pub_img = io.create_publisher(CompressedImage, "image_raw/compressed", 10)
         pub_info = io.create_publisher(CameraInfo, "camera_info", 10)
