@@ -36,6 +36,8 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from md2_ros.io.stamps import ns_to_stamp, stamp_ns  # noqa: E402
 DRIVE = "2011_09_26/2011_09_26_drive_seq78_sync/image_02/data"
 
 
@@ -99,7 +101,7 @@ class Bench:
     def _on_depth(self, msg):
         now = time.time_ns()
         with self.lock:
-            self.arrivals[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = now
+            self.arrivals[stamp_ns(msg.header)] = now
 
     def _on_diag(self, arr):
         for st in arr.status:
@@ -116,7 +118,7 @@ class Bench:
         stamp = time.time_ns()
         msg = Image(height=t.height, width=t.width, encoding=t.encoding, step=t.step, data=t.data)
         msg.header.frame_id = self.info.header.frame_id
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = ns_to_stamp(stamp)
         if i % 10 == 0:
             self.info_pub.publish(self.info)
         self.pub.publish(msg)

@@ -22,9 +22,10 @@ import numpy as np
 
 from .core.ground_scale import GroundParams
 from .core.metric_scale import MetricScaler
-from .depth_io import COLORMAPS, colorize_depth, depth_to_mm_png, depth_to_points, write_ply
+from .io.clouds import depth_to_points, write_ply
+from .io.depth import COLORMAPS, colorize_depth, depth_to_mm_png
+from .io.frames import InputError, open_source
 from .io.intrinsics import intrinsics_from_values, load_intrinsics_file, scale_intrinsics
-from .sources import InputError, open_source
 
 log = logging.getLogger("md2_ros.cli")
 FORMATS = ("npy", "png", "color", "ply")
@@ -169,7 +170,7 @@ def run(args) -> int:
 
     bag = None
     if args.bag_out:
-        from .bag_out import DepthBagWriter
+        from .io.bags import DepthBagWriter
         bag = DepthBagWriter(args.bag_out, prefix=args.bag_prefix).__enter__()
     done, warned_no_K = 0, False
     try:

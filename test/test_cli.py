@@ -9,13 +9,13 @@ import torch
 import yaml
 
 from md2_ros.cli import build_parser, main
-from md2_ros.depth_io import read_ply
+from md2_ros.io.clouds import read_ply
 from md2_ros.synthetic import render_sequence
 
 rosbags = pytest.importorskip("rosbags")
 from rosbags.highlevel import AnyReader  # noqa: E402
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
-from rosbags.typesys import Stores, get_typestore  # noqa: E402
+from md2_ros.io.bags import typestore  # noqa: E402
 
 H, W = 64, 160
 IMAGE, INFO = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"
@@ -142,7 +142,7 @@ def test_video_with_intrinsics_yaml_scaled(env, tmp_path):
 
 def write_bag(path, seq, storage):
     """/cam/image_raw (bgr8, padded rows) + /cam/camera_info (for a 2x image) + a CompressedImage topic."""
-    ts = get_typestore(Stores.ROS2_HUMBLE)
+    ts = typestore()
     T = ts.types
     K2 = seq.K.copy()
     K2[:2] *= 2
@@ -187,7 +187,7 @@ def test_bag_input_with_camera_info_and_bag_out(env, tmp_path, storage):
 
     res = tmp_path / "res"
     assert (res / "res.mcap").is_file() and (res / "metadata.yaml").is_file()
-    with AnyReader([res], default_typestore=get_typestore(Stores.ROS2_HUMBLE)) as reader:
+    with AnyReader([res], default_typestore=typestore()) as reader:
         counts = {t: i.msgcount for t, i in reader.topics.items()}
         assert counts == {"/cam/image_raw": 4, "/cam/camera_info": 4, "/md2/depth": 4,
                           "/md2/depth/camera_info": 4, "/md2/points": 4}
@@ -252,7 +252,7 @@ def test_bad_input_gives_clear_error_and_nonzero_exit(env, tmp_path, capsys):
 
 @pytest.mark.parametrize("binary", [True, False])
 def test_write_ply_round_trip_drops_invalid(tmp_path, binary):
-    from md2_ros.depth_io import depth_to_points, write_ply
+    from md2_ros.io.clouds import depth_to_points, write_ply
 
     depth = np.array([[1.0, np.nan], [2.0, -1.0]], np.float32)
     K = np.array([[2.0, 0, 0.5], [0, 2.0, 0.5], [0, 0, 1]])

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from md2_ros.io import kitti as kcalib
+from md2_ros.io.bags import make_header, typestore
 from md2_ros.io.intrinsics import scale_intrinsics
 from md2_ros.io.kitti import find_drives, read_timestamps
 from md2_ros.io.images import read_image_file
@@ -64,7 +65,6 @@ def write_kitti_bag(src, out, *, compressed: bool = False, fmt: str = "png", rat
                     storage: str = "mcap", overwrite: bool = False) -> dict:
     """Write the bag (see module docstring). Returns {"path", "topics": {topic: count}, "frames"}."""
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
 
     out = Path(out)
     if out.exists():
@@ -76,7 +76,7 @@ def write_kitti_bag(src, out, *, compressed: bool = False, fmt: str = "png", rat
     single = out.suffix in (".mcap", ".db3")
     plugin = {"mcap": StoragePlugin.MCAP, ".mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3,
               ".db3": StoragePlugin.SQLITE3}[out.suffix if single else storage]
-    ts = get_typestore(Stores.ROS2_JAZZY)
+    ts = typestore()
     T = ts.types
     cams = [2, 3] if stereo else [camera]
     prefix = topic_prefix.rstrip("/")
@@ -118,9 +118,7 @@ def write_kitti_bag(src, out, *, compressed: bool = False, fmt: str = "png", rat
                             stamp = stamps[fid]
                         else:
                             stamp = T0_NS + d_idx * 1000 * 10**9 + int(round(fid * 1e9 / rate))
-                        header = T["std_msgs/msg/Header"](
-                            stamp=T["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9),
-                            frame_id=f"camera{c}_optical_frame")
+                        header = make_header(T, stamp, f"camera{c}_optical_frame")
                         if compressed:
                             same = path.suffix.lower() == (".png" if fmt == "png" else ".jpg")
                             data = np.fromfile(path, dtype=np.uint8) if same else np.frombuffer(

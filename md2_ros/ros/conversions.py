@@ -18,7 +18,8 @@ import sys
 import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 
-from .. import depth_io
+from ..io import clouds
+from ..io import depth as depth_pictures
 from ..io import images
 from ..io.errors import FormatError
 from ..io.intrinsics import binned_matrices, scale_intrinsics
@@ -128,17 +129,17 @@ def depth_to_image(depth: np.ndarray, header=None) -> Image:
     return numpy_to_image(depth.astype(np.float32, copy=False), "32FC1", header)
 
 
-COLORMAPS = depth_io.COLORMAPS
+COLORMAPS = depth_pictures.COLORMAPS
 
 
 def colorize_depth(depth: np.ndarray, colormap: str = "magma") -> np.ndarray:
     """H×W depth -> H×W×3 uint8 **BGR** picture of inverse depth (near = bright), invalid = black.
 
     Normalised per frame from the smallest disparity to its 95th percentile (robust to a few very
-    near pixels); see :func:`md2_ros.depth_io.colorize_depth`.
+    near pixels); see :func:`md2_ros.io.depth.colorize_depth`.
     """
     try:
-        return depth_io.colorize_depth(depth, colormap, lo_pct=0.0, hi_pct=95.0)
+        return depth_pictures.colorize_depth(depth, colormap, lo_pct=0.0, hi_pct=95.0)
     except ValueError as e:
         raise ConversionError(str(e)) from None
 
@@ -146,67 +147,56 @@ def colorize_depth(depth: np.ndarray, colormap: str = "magma") -> np.ndarray:
 # ---------------------------------------------------------------------------
 # PointCloud2
 # ---------------------------------------------------------------------------
-CLOUD_FIELDS = (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
-POINT_STEP = 16
-
-
 def cloud_fields() -> list[PointField]:
     """x, y, z, rgb as FLOAT32 at offsets 0/4/8/12 (rgb = 0x00RRGGBB bits in a float)."""
-    return [PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1) for n, o in CLOUD_FIELDS]
+    return [PointField(name=n, offset=o, datatype=PointField.FLOAT32, count=1) for n, o in clouds.CLOUD_FIELDS]
 
 
-def depth_to_points(depth: np.ndarray, K: np.ndarray, stride: int = 1, min_depth: float = 0.0,
-                    max_depth: float = float("inf"), out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`md2_ros.depth_io.depth_to_points`, raising :class:`ConversionError` on bad input."""
+def depth_to_points(depth: np.ndarray, K: np.ndarray, stride: int = 1, min_range: float = 0.0,
+                    max_range: float = float("inf")) -> np.ndarray:
+    """:func:`md2_ros.io.clouds.depth_to_points`, raising :class:`ConversionError` on bad input."""
     try:
-        return depth_io.depth_to_points(depth, K, stride, min_depth, max_depth, out)
+        return clouds.depth_to_points(depth, K, stride, min_range, max_range)
     except ValueError as e:
         raise ConversionError(str(e)) from None
 
 
 def depth_to_cloud(depth: np.ndarray, K: np.ndarray, header=None, rgb: np.ndarray | None = None, stride: int = 1,
-                   min_depth: float = 0.0, max_depth: float = float("inf")) -> PointCloud2:
+                   min_range: float = 0.0, max_range: float = float("inf")) -> PointCloud2:
     """Organized PointCloud2 (height h, width w, see :func:`depth_to_points`) with packed colour.
 
     Byte layout = ``sensor_msgs_py.point_cloud2.create_cloud(header, cloud_fields(), pts)`` for the
-    points in row-major order (little-endian x, y, z, rgb float32; point_step 16), with
-    height = h, width = w, row_step = 16·w, is_dense = False. ``rgb`` (H×W×3 uint8 RGB, same
-    size as depth) is sampled with the same stride; without it the colour is 0 (black).
+    points in row-major order (:func:`md2_ros.io.clouds.pack_cloud`), with height = h, width = w,
+    row_step = 16·w, is_dense = False. ``rgb`` (H×W×3 uint8 RGB, same size as depth) is sampled with
+    the same stride; without it the colour is 0 (black).
     """
     if rgb is not None:
         rgb = np.asarray(rgb)
         if rgb.shape != np.shape(depth) + (3,) or rgb.dtype != np.uint8:
             raise ConversionError(f"rgb must be {np.shape(depth) + (3,)} uint8, got {rgb.shape} {rgb.dtype}")
+    points = depth_to_points(depth, K, stride, min_range, max_range)
     s = max(int(stride), 1)
-    h, w = -(-np.shape(depth)[0] // s), -(-np.shape(depth)[1] // s)
-    out = np.empty((h, w, 4), "<f4")
-    depth_to_points(depth, K, stride, min_depth, max_depth, out=out)
-    raw = out.view(np.uint8).reshape(h, w, 16)     # rgb float = little-endian bytes B, G, R, 0
-    if rgb is not None:
-        raw[..., 12:15] = rgb[::s, ::s, ::-1]
-    else:
-        raw[..., 12:15] = 0
-    raw[..., 15] = 0
-    msg = PointCloud2(height=h, width=w, fields=cloud_fields(), is_bigendian=False, point_step=POINT_STEP,
-                      row_step=POINT_STEP * w, is_dense=False)
+    h, w = points.shape[:2]
+    msg = PointCloud2(height=h, width=w, fields=cloud_fields(), is_bigendian=False, point_step=clouds.POINT_STEP,
+                      row_step=clouds.POINT_STEP * w, is_dense=False)
     if header is not None:
         msg.header = header
-    msg.data = _to_array_b(out)
+    msg.data = array.array("B", clouds.pack_cloud(points, None if rgb is None else rgb[::s, ::s]))
     return msg
 
 
 def cloud_to_numpy(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray]:
     """Our PointCloud2 layout -> (h×w×3 float32 xyz, h×w×3 uint8 RGB). For tests and tools."""
     names = [(f.name, f.offset, f.datatype) for f in msg.fields]
-    if names != [(n, o, PointField.FLOAT32) for n, o in CLOUD_FIELDS] or msg.point_step != POINT_STEP:
+    if names != [(n, o, PointField.FLOAT32) for n, o in clouds.CLOUD_FIELDS] or msg.point_step != clouds.POINT_STEP:
         raise ConversionError(f"unexpected cloud layout {names}, point_step {msg.point_step}")
     h, w = int(msg.height), int(msg.width)
-    if msg.row_step != POINT_STEP * w or len(msg.data) != msg.row_step * h:
-        raise ConversionError(f"cloud data length {len(msg.data)} != row_step·height")
-    raw = images.as_bytes(msg.data).view(">f4" if msg.is_bigendian else "<f4").reshape(h, w, 4)
-    bits = raw[..., 3].astype(np.float32).view(np.uint32)
-    rgb = np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=-1).astype(np.uint8)
-    return raw[..., :3].astype(np.float32), rgb
+    if msg.row_step != clouds.POINT_STEP * w:
+        raise ConversionError(f"cloud row_step {msg.row_step} != point_step·width")
+    try:
+        return clouds.unpack_cloud(images.as_bytes(msg.data), h, w, bool(msg.is_bigendian))
+    except ValueError as e:
+        raise ConversionError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------

@@ -139,7 +139,7 @@ def test_cloud_layout_matches_create_cloud_reference():
     K = [[50.0, 0, 2.5], [0, 40.0, 1.5], [0, 0, 1]]
     hdr = cv.numpy_to_image(np.zeros((1, 1), np.uint8), "mono8").header
     hdr.frame_id = "cam"
-    msg = cv.depth_to_cloud(depth, np.array(K), hdr, rgb, min_depth=1e-6)
+    msg = cv.depth_to_cloud(depth, np.array(K), hdr, rgb, min_range=1e-6)
     assert (msg.height, msg.width, msg.point_step, msg.row_step) == (4, 6, 16, 96)
     assert msg.is_dense is False and msg.is_bigendian is False and msg.header.frame_id == "cam"
     assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == \
@@ -160,7 +160,7 @@ def test_cloud_layout_matches_create_cloud_reference():
 def test_cloud_stride_range_and_reprojection():
     depth = RNG.uniform(1, 80, (30, 41)).astype(np.float32)
     K = np.array([[70.0, 0, 20.3], [0, 65.0, 14.1], [0, 0, 1]])
-    msg = cv.depth_to_cloud(depth, K, stride=4, min_depth=5.0, max_depth=60.0)
+    msg = cv.depth_to_cloud(depth, K, stride=4, min_range=5.0, max_range=60.0)
     assert (msg.height, msg.width) == (8, 11)
     xyz, _ = cv.cloud_to_numpy(msg)
     d = depth[::4, ::4]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from md2_ros.io.bags import typestore
 
 from md2_ros.io import kitti as kcalib
 from train.datasets.bagcache import BagError
@@ -18,7 +18,7 @@ from train.make_bag import write_kitti_bag
 
 DRIVE = "2011_09_26/2011_09_26_drive_seq78_sync"
 H, W = 64, 192
-TS = get_typestore(Stores.ROS2_JAZZY)
+TS = typestore()
 T = TS.types
 
 

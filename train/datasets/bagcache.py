@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from md2_ros.core.checkpoint import pid_alive
-from md2_ros.io.bags import IMAGE_TYPES, INFO_TYPE, sibling_info_topic
+from md2_ros.io.bags import IMAGE_TYPES, INFO_TYPE, BagReadError, list_topics, open_reader, sibling_info_topic
 from md2_ros.io.images import ImageDecodeError, decode_image_msg
 from md2_ros.io.stamps import stamp_ns
 
@@ -81,29 +81,12 @@ def bag_fingerprint(path: Path) -> list:
 
 
 def open_bag(path: Path):
-    """Open a bag (``.mcap``, ``.db3`` file or rosbag2 folder) with rosbags' AnyReader; BagError on failure."""
-    from rosbags.highlevel import AnyReader
-
-    if not path.exists():
-        raise FileNotFoundError(f"bag not found: {path}")
-    reader = AnyReader([path])
+    """Open a bag (``.mcap``, ``.db3`` file or rosbag2 folder) with `md2_ros.io.bags.open_reader`; BagError
+    on failure."""
     try:
-        reader.open()
-    except Exception as exc:  # rosbags raises several types for truncated / corrupt files
-        hint = {".mcap": "; an mcap cut off while recording can often be fixed with `mcap recover`",
-                ".db3": "; try `sqlite3 in.db3 .recover | sqlite3 fixed.db3`"}.get(path.suffix, "")
-        raise BagError(f"cannot read bag {path}: {type(exc).__name__}: {exc} "
-                       f"(truncated or corrupt file?{hint})") from exc
-    return reader
-
-
-def list_topics(reader) -> dict[str, tuple[str, int]]:
-    """{topic: (msgtype, message count)}."""
-    out: dict[str, tuple[str, int]] = {}
-    for c in reader.connections:
-        typ, n = out.get(c.topic, (c.msgtype, 0))
-        out[c.topic] = (typ, n + int(c.msgcount))
-    return out
+        return open_reader(path)
+    except BagReadError as exc:
+        raise BagError(str(exc)) from exc.__cause__
 
 
 def _info_for(image_topic: str, topics: dict, path: Path) -> str:

@@ -1,17 +1,22 @@
-"""ROS-free depth output helpers (numpy + OpenCV): 16-bit PNG, colour pictures, point clouds, PLY, intrinsics.
+"""Point clouds out: depth -> points in the optical frame, the one PointCloud2 byte packing, PLY files.
 
 Depth is H×W float32 metres along the optical z axis; non-finite or non-positive values are invalid.
-Points are in the camera's optical frame (REP 103: x right, y down, z forward).
+Points are in the camera's optical frame (REP 103: x right, y down, z forward). A cloud is organized
+h×w, little-endian float32 x, y, z, rgb at offsets 0/4/8/12 (``POINT_STEP`` 16, row_step 16·w), rgb holding
+the bits 0x00RRGGBB (the PCL / rviz convention). The node's ``~/points``, the CLI's ``--bag-out`` and PLY
+files all come from here.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-COLORMAPS = {name[len("COLORMAP_"):].lower(): getattr(cv2, name) for name in dir(cv2) if name.startswith("COLORMAP_")}
-MM_MAX = 65535  # largest 16-bit PNG value: 65.535 m
+__all__ = ["CLOUD_FIELDS", "POINT_STEP", "valid_mask", "depth_to_points", "pack_rgb_float", "pack_cloud",
+           "unpack_cloud", "write_ply", "read_ply"]
+
+CLOUD_FIELDS = (("x", 0), ("y", 4), ("z", 8), ("rgb", 12))
+POINT_STEP = 16
 
 
 def valid_mask(depth: np.ndarray) -> np.ndarray:
@@ -20,48 +25,13 @@ def valid_mask(depth: np.ndarray) -> np.ndarray:
         return np.isfinite(depth) & (depth > 0)
 
 
-def depth_to_mm_png(depth: np.ndarray) -> np.ndarray:
-    """H×W depth (m) -> H×W uint16 millimetres, rounded; 0 = invalid; clipped at 65535 (65.535 m)."""
-    depth = np.asarray(depth, dtype=np.float64)
-    if depth.ndim != 2:
-        raise ValueError(f"depth must be H×W, got shape {depth.shape}")
-    mm = np.zeros(depth.shape, np.uint16)
-    ok = valid_mask(depth)
-    mm[ok] = np.clip(np.round(depth[ok] * 1000.0), 0, MM_MAX).astype(np.uint16)
-    return mm
-
-
-def colorize_depth(depth: np.ndarray, colormap: str = "magma", lo_pct: float = 2.0, hi_pct: float = 98.0) -> np.ndarray:
-    """H×W depth -> H×W×3 uint8 **BGR** picture of inverse depth (near = bright).
-
-    Inverse depth is normalised between its ``lo_pct`` and ``hi_pct`` percentiles over valid pixels
-    (robust to a few outliers); invalid pixels are black.
-    """
-    if colormap not in COLORMAPS:
-        raise ValueError(f"unknown colormap {colormap!r}; choose from {sorted(COLORMAPS)}")
-    depth = np.asarray(depth, dtype=np.float32)
-    ok = valid_mask(depth)
-    disp = np.zeros(depth.shape, np.float32)
-    np.divide(1.0, depth, out=disp, where=ok)
-    grey = np.zeros(depth.shape, np.uint8)
-    if ok.any():
-        lo, hi = np.percentile(disp[ok], [lo_pct, hi_pct])
-        if hi > lo:
-            grey = np.clip((disp - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
-        else:
-            grey[ok] = 128
-    bgr = cv2.applyColorMap(grey, COLORMAPS[colormap])
-    bgr[~ok] = 0
-    return bgr
-
-
-def depth_to_points(depth: np.ndarray, K: np.ndarray, stride: int = 1, min_depth: float = 0.0,
-                    max_depth: float = float("inf"), out: np.ndarray | None = None) -> np.ndarray:
+def depth_to_points(depth: np.ndarray, K: np.ndarray, stride: int = 1, min_range: float = 0.0,
+                    max_range: float = float("inf"), out: np.ndarray | None = None) -> np.ndarray:
     """Back-project H×W depth through 3×3 pixel intrinsics ``K`` -> h×w×3 float32 (x, y, z).
 
     Pixel (u, v) (u = column, pixel centres at integers) sees z · K⁻¹ [u, v, 1]ᵀ in the optical frame
     (z forward, x right, y down). Sampled every ``stride`` pixels from (0, 0): h = ceil(H/stride).
-    Points whose depth is non-finite, ≤ 0 or outside [min_depth, max_depth] are NaN.
+    Points whose depth is non-finite, ≤ 0 or outside [min_range, max_range] are NaN.
     ``out``: optional h×w×C float32 array (C ≥ 3) whose first three channels receive x, y, z.
     The one implementation behind the node's clouds, the CLI's PLY files and ``--bag-out``.
     """
@@ -83,7 +53,7 @@ def depth_to_points(depth: np.ndarray, K: np.ndarray, stride: int = 1, min_depth
     yn = ((v - cy) / fy).astype(np.float32)[:, None]
     xn = ((u[None, :] - cx - skew * (v[:, None] - cy) / fy) / fx).astype(np.float32)
     with np.errstate(invalid="ignore"):
-        valid = valid_mask(d) & (d >= min_depth) & (d <= max_depth)
+        valid = valid_mask(d) & (d >= min_range) & (d <= max_range)
     if out is None:
         out = np.empty(d.shape + (3,), np.float32)
     z = out[..., 2]
@@ -101,13 +71,26 @@ def pack_rgb_float(rgb: np.ndarray) -> np.ndarray:
 
 
 def pack_cloud(points: np.ndarray, rgb: np.ndarray | None = None) -> bytes:
-    """H×W×3 float32 points (+ H×W×3 uint8 RGB) -> PointCloud2 ``data`` bytes: little-endian x, y, z, rgb
-    float32 at offsets 0/4/8/12, point_step 16, row-major (row_step = 16·W)."""
+    """THE cloud packing: h×w×3 float32 points (+ h×w×3 uint8 RGB, else black) -> PointCloud2 ``data``
+    bytes: little-endian x, y, z, rgb float32 at offsets 0/4/8/12, point_step 16, row-major (row_step 16·w)."""
     h, w = points.shape[:2]
+    if rgb is not None and (rgb.shape != (h, w, 3) or rgb.dtype != np.uint8):
+        raise ValueError(f"rgb must be {(h, w, 3)} uint8, got {rgb.shape} {rgb.dtype}")
     out = np.empty((h, w, 4), "<f4")
     out[..., :3] = points
     out[..., 3] = pack_rgb_float(rgb) if rgb is not None else 0.0
     return out.tobytes()
+
+
+def unpack_cloud(data, height: int, width: int, big_endian: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of `pack_cloud`: bytes -> (h×w×3 float32 xyz, h×w×3 uint8 RGB); ValueError on a size mismatch."""
+    buf = np.frombuffer(memoryview(data), np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8)
+    if buf.size != POINT_STEP * height * width:
+        raise ValueError(f"cloud data length {buf.size} != point_step·width·height = {POINT_STEP * height * width}")
+    raw = buf.view(">f4" if big_endian else "<f4").reshape(height, width, 4)
+    bits = raw[..., 3].astype(np.float32).view(np.uint32)
+    rgb = np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], axis=-1).astype(np.uint8)
+    return raw[..., :3].astype(np.float32), rgb
 
 
 def write_ply(path, points: np.ndarray, colors: np.ndarray | None = None, binary: bool = True) -> int:

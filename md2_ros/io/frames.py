@@ -1,4 +1,4 @@
-"""Frame sources for offline inference: an image file, a folder of images, a video file, or a ROS bag topic.
+"""Frame sources for offline inference (the CLI): an image file, a folder of images, a video file, or a ROS bag topic.
 
 ROS-free: bags are read with ``rosbags`` (pure Python), images and videos with OpenCV. Every source
 yields :class:`Frame` objects with H×W×3 uint8 **RGB** pixels. Problems with the input raise
@@ -7,16 +7,19 @@ yields :class:`Frame` objects with H×W×3 uint8 **RGB** pixels. Problems with t
 from __future__ import annotations
 
 import logging
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .io.bags import BAG_EXTS, IMAGE_TYPES, INFO_TYPE, sibling_info_topic, typestore
-from .io.images import decode_image_msg, read_image_file
-from .io.intrinsics import InvalidIntrinsics, camera_info_K
-from .io.stamps import stamp_ns
+from .bags import (BAG_EXTS, IMAGE_TYPES, INFO_TYPE, BagReadError, list_topics, open_reader, sibling_info_topic,
+                      typestore)
+from .errors import FormatError
+from .images import decode_image_msg, read_image_file
+from .intrinsics import InvalidIntrinsics, camera_info_K
+from .stamps import stamp_ns
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,7 @@ VIDEO_EXTS = {".avi", ".mp4", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", 
 NOMINAL_RATE_HZ = 10.0  # stamps for image files (frame index / 10 s), like KITTI
 
 
-class InputError(ValueError):
+class InputError(FormatError):
     """The input cannot be read; the text names the file or topic and why."""
 
 
@@ -138,15 +141,13 @@ class BagSource:
     """An Image or CompressedImage topic of a rosbag2 (.mcap / .db3 / folder) or ROS 1 bag, with CameraInfo."""
 
     def __init__(self, path, topic: str | None = None, info_topic: str | None = None, every: int = 1):
-        from rosbags.highlevel import AnyReader
-
         self.path, self.every, self.kind = Path(path), every, "bag"
         self.typestore = typestore()
         try:
-            with AnyReader([self.path], default_typestore=self.typestore) as reader:
-                topics = {t: (i.msgtype, i.msgcount) for t, i in reader.topics.items()}
-        except Exception as exc:  # rosbags raises several types for unreadable bags
-            raise InputError(f"{self.path}: cannot open bag ({type(exc).__name__}: {exc})") from exc
+            with closing(open_reader(self.path)) as reader:
+                topics = list_topics(reader)
+        except BagReadError as exc:
+            raise InputError(str(exc)) from exc
         images = sorted(t for t, (m, _) in topics.items() if m in IMAGE_TYPES)
         infos = sorted(t for t, (m, _) in topics.items() if m == INFO_TYPE)
         if topic is None:
@@ -181,9 +182,7 @@ class BagSource:
             return None
 
     def __iter__(self):
-        from rosbags.highlevel import AnyReader
-
-        with AnyReader([self.path], default_typestore=self.typestore) as reader:
+        with closing(open_reader(self.path)) as reader:
             img_conns = [c for c in reader.connections if c.topic == self.topic]
             info_conns = [c for c in reader.connections if c.topic == self.info_topic]
             info = None
