@@ -17,7 +17,7 @@ $(STAMP): setup.py setup.cfg
 venv: $(STAMP)
 
 demo: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python -m md2_ros.demo $(ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/python -m demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q test

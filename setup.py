@@ -26,7 +26,6 @@ setup(
         "pyyaml>=6",
         "tqdm>=4.60",
         "rosbags>=0.10",
-        "mcap>=1.1",
     ],
     extras_require={
         "ros": [
@@ -66,6 +65,7 @@ setup(
         "console_scripts": [
             "depth_node = md2_ros.ros.depth_node:main",
             "md2-depth = md2_ros.cli:main",
+            "md2-export = md2_ros.export_cli:main",
         ],
     },
 )

@@ -1,9 +1,12 @@
-"""The demo: ``make demo`` (= ``python -m md2_ros.demo``) on a fresh machine, CPU only, a few minutes.
+"""The demo: ``make demo`` (= ``python -m demo`` from a checkout) on a fresh machine, CPU only, a few minutes.
 
 data (../shared/data/kitti_mini, else the synthetic scene, or --data) → a ROS 2 bag → a small
 model trained self-supervised on that bag (or --checkpoint) → the real rclpy depth node fed
 from the bag → colorized depth, a contact sheet, a point cloud, and Eigen-protocol metrics
 against ground truth (velodyne for KITTI, exact depth for the synthetic scene).
+
+example:
+  python -m demo --synthetic --steps 50 --out out/quick
 """
 from __future__ import annotations
 
@@ -13,15 +16,30 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
+
+from md2_ros.io.clouds import write_ply
+from md2_ros.io.depth import colorize_depth
+
+from . import player, render
+from . import steps as S
 
 CAPTION = ("Trained for a few minutes on these same frames: this shows that the pipeline works end to end "
            "(bag → self-supervised training → ROS 2 node → depth, clouds, metrics), not how well the model "
-           "generalises. For real numbers train on KITTI eigen_zhou (README, 'Training') and evaluate on eigen.")
+           "generalises. For real numbers train on KITTI eigen_zhou (docs/training.md) and evaluate on eigen.")
+
+
+def _synth_size(text: str) -> tuple[int, int]:
+    try:
+        size = tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        size = ()
+    if len(size) != 2 or min(size) < 32:
+        raise argparse.ArgumentTypeError(f"--synthetic-size must look like 192x640, got {text!r}")
+    return size
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m md2_ros.demo", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="a KITTI-raw-layout folder (root, date or drive folder) to use instead of the sample")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
@@ -39,41 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "synthetic scene's; 0 = off, the node then publishes the model's relative depth)")
     p.add_argument("--synthetic", action="store_true", help="use the built-in synthetic scene even if the sample exists")
     p.add_argument("--synthetic-frames", type=int, default=40, help="frames of the synthetic scene (default 40)")
-    p.add_argument("--synthetic-size", default="192x640", help="HxW of the synthetic frames (default 192x640)")
+    p.add_argument("--synthetic-size", default="192x640", type=_synth_size,
+                   help="HxW of the synthetic frames (default 192x640)")
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        import train  # noqa: F401
-    except ImportError:
-        print("error: the demo needs the train/ package: run it from a checkout (make demo)", file=sys.stderr)
-        return 2
-    from md2_ros import demo_steps as S
-    from md2_ros.depth_io import colorize_depth, write_ply
-    from train.evaluate_depth import evaluate, format_table
-    from train.metric_eval import both_tables
-
-    t_start = time.time()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    try:
-        synth_size = tuple(int(v) for v in args.synthetic_size.lower().split("x"))
-        assert len(synth_size) == 2 and min(synth_size) >= 32
-    except (ValueError, AssertionError):
-        print(f"error: --synthetic-size must look like 192x640, got {args.synthetic_size!r}", file=sys.stderr)
-        return 2
-    drive, kind = S.pick_data(args.data, out, synthetic=args.synthetic, synth_frames=args.synthetic_frames,
-                              synth_size=synth_size)
-    print(f"[demo] data: {drive} ({kind})", flush=True)
-    bag = S.make_bag(drive, out)
-    model_path = Path(args.checkpoint) if args.checkpoint else \
-        S.train_on_bag(bag, out, args.steps, args.height, args.width, args.batch_size, args.device,
-                       args.stride or (2 if kind == "kitti" else 1))
-    print(f"[demo] running the ROS 2 depth node (rclpy, lifecycle) on the bag with {model_path} …", flush=True)
-    results, extra = S.run_node(model_path, bag, args.device, camera_height=args.camera_height)
-
+def _pictures(drive: Path, results: list, extra: dict, out: Path) -> tuple[list, list, dict]:
+    """Colorized depth per frame, the contact sheet, the last cloud (PLY + two views) -> (frames, paths, info)."""
     rgb_paths = sorted(p for p in (drive / "image_02" / "data").iterdir() if p.stem.isdigit())
     frames = [int(p.stem) for p in rgb_paths]
     if len(frames) != len(results):
@@ -87,32 +77,46 @@ def main(argv: list[str] | None = None) -> int:
         if f % max(1, len(frames) // 6) == 0 and len(rgbs) < 6:
             rgbs.append(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB))
             cols.append(col)
-    S.contact_sheet(rgbs, cols, out / "contact_sheet.png")
-    n_pts = 0
+    render.contact_sheet(rgbs, cols, out / "contact_sheet.png")
+    info = {"col_dir": col_dir, "n_pts": 0}
     if "cloud" in extra:
         xyz, rgb = extra["cloud"]
-        n_pts = write_ply(out / "cloud.ply", xyz.reshape(-1, 3), rgb.reshape(-1, 3))
+        info["n_pts"] = write_ply(out / "cloud.ply", xyz.reshape(-1, 3), rgb.reshape(-1, 3))
+        render.write_cloud_views(xyz, rgb, out)
+    return frames, rgb_paths, info
+
+
+def _metrics(model_path: Path, drive: Path, kind: str, frames: list, rgb_paths: list, results: list,
+             extra: dict, out: Path, camera_height: float) -> tuple[dict, dict, list, dict]:
+    from train.evaluate_depth import evaluate
+    from train.metric_eval import both_tables
 
     depth_by_frame = {f: r[1] for f, r in zip(frames, results)}
     gt = S.ground_truth(drive, kind, frames)
     keys = sorted(gt)
+    crop = "garg" if kind == "kitti" else "none"
     res = evaluate([gt[k] for k in keys], [depth_by_frame[k] for k in keys], pred_type="depth",
-                   median_scaling=True, crop="garg" if kind == "kitti" else "none")
+                   median_scaling=True, crop=crop)
     metric = both_tables(evaluate, [gt[k] for k in keys], [depth_by_frame[k] for k in keys], pred_type="depth",
-                         crop="garg" if kind == "kitti" else "none")
-    baseline = S.untrained_baseline(model_path, dict(zip(frames, rgb_paths)), keys, gt, crop="garg" if kind == "kitti" else "none")
+                         crop=crop)
+    baseline = S.untrained_baseline(model_path, dict(zip(frames, rgb_paths)), keys, gt, crop=crop)
     S.write_json(out / "metrics.json", {k: v for k, v in res.items() if k != "per_image"} |
                  {"gt_source": "velodyne" if kind == "kitti" else "exact synthetic depth", "frames": keys,
                   "caption": CAPTION, "stamps_and_frame_id_copied": extra["stamps_ok"],
                   "untrained_same_network": baseline["metrics"], **metric,
-                  "scale_source": "camera_height" if args.camera_height > 0 else "none",
-                  "camera_height": args.camera_height})
+                  "scale_source": "camera_height" if camera_height > 0 else "none", "camera_height": camera_height})
+    return res, baseline, keys, metric
+
+
+def _report(res, baseline, keys, kind, bag, model_path, info, results, extra, out, t_start, metric, height) -> None:
+    from train.evaluate_depth import format_table
+
     print()
     print(f"Eigen-protocol metrics on {len(keys)} frames with ground truth "
           f"({'velodyne, Garg crop' if kind == 'kitti' else 'exact synthetic depth'}, 1e-3 < d < 80 m, "
           f"median scaling; ratio mean {res['ratio_mean']:.2f}, std/mean {res['ratio_rel_std']:.3f}):")
     print(format_table(res["metrics"]))
-    print(f"the node's depth as published (no median scaling; scale from the camera height {args.camera_height:g} m; "
+    print(f"the node's depth as published (no median scaling; scale from the camera height {height:g} m; "
           f"per-frame scale error median(pred)/median(gt): median {metric['scale_error_median']:.3f}):")
     print(format_table(metric["unscaled"]).splitlines()[-1])
     print("the same network with random (untrained) weights, for reference — roughly 'one depth everywhere':")
@@ -121,12 +125,38 @@ def main(argv: list[str] | None = None) -> int:
     print("outputs:")
     print(f"  bag (input)           {bag}")
     print(f"  depth model           {model_path}")
-    print(f"  colorized depth       {col_dir}/ ({len(results)} frames, from the node's ~/depth_colored)")
+    print(f"  colorized depth       {info['col_dir']}/ ({len(results)} frames, from the node's ~/depth_colored)")
     print(f"  contact sheet         {out / 'contact_sheet.png'}")
-    print(f"  point cloud           {out / 'cloud.ply'} ({n_pts} points, last frame's ~/points)" if n_pts else
+    print(f"  point cloud           {out / 'cloud.ply'} ({info['n_pts']} points, last frame's ~/points), views "
+          f"{out / 'cloud_perspective.png'}, {out / 'cloud_birdseye.png'}" if info["n_pts"] else
           "  point cloud           (none: no CameraInfo reached the node)")
     print(f"  metrics               {out / 'metrics.json'}")
     print(f"  header stamps/frame_id copied exactly: {extra['stamps_ok']}; total {time.time() - t_start:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """0 ok, 1 a step failed (the message names it), 2 usage error."""
+    args = build_parser().parse_args(argv)
+    t_start = time.time()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        drive, kind = S.pick_data(args.data, out, synthetic=args.synthetic, synth_frames=args.synthetic_frames,
+                                  synth_size=args.synthetic_size)
+        print(f"[demo] data: {drive} ({kind})", flush=True)
+        bag = S.make_bag(drive, out)
+        model_path = Path(args.checkpoint) if args.checkpoint else \
+            S.train_on_bag(bag, out, args.steps, args.height, args.width, args.batch_size, args.device,
+                           args.stride or (2 if kind == "kitti" else 1))
+        print(f"[demo] running the ROS 2 depth node (rclpy, lifecycle) on the bag with {model_path} …", flush=True)
+        results, extra = player.run_node(model_path, bag, args.device, camera_height=args.camera_height)
+        frames, rgb_paths, info = _pictures(drive, results, extra, out)
+        res, baseline, keys, metric = _metrics(model_path, drive, kind, frames, rgb_paths, results, extra, out,
+                                               args.camera_height)
+    except (OSError, ValueError, RuntimeError) as exc:
+        print(f"demo: error: {exc}", file=sys.stderr)
+        return 1
+    _report(res, baseline, keys, kind, bag, model_path, info, results, extra, out, t_start, metric, args.camera_height)
     return 0
 
 

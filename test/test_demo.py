@@ -1,4 +1,4 @@
-"""The README's main job (``make demo`` = ``python -m md2_ros.demo``) end to end, at toy size.
+"""The README's main job (``make demo`` = ``python -m demo``) end to end, at toy size.
 
 Synthetic scene, a few training steps, the real rclpy node on the bag, metrics. The full-size run
 (kitti_mini, hundreds of steps) is what `make demo` does; this checks every stage is wired.
@@ -21,7 +21,7 @@ def test_demo_runs_end_to_end_on_synthetic_scene(tmp_path):
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(150 + os.getpid() % 50),
                OMP_NUM_THREADS="2")
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "md2_ros.demo", "--synthetic", "--synthetic-frames", "8", "--synthetic-size",
+    cmd = [sys.executable, "-m", "demo", "--synthetic", "--synthetic-frames", "8", "--synthetic-size",
            "96x320", "--steps", "3", "--height", "64", "--width", "192", "--batch-size", "2", "--device", "cpu",
            "--out", str(out)]
     r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
@@ -37,4 +37,7 @@ def test_demo_runs_end_to_end_on_synthetic_scene(tmp_path):
     sheet = cv2.imread(str(out / "contact_sheet.png"))
     assert sheet is not None and sheet.shape[0] > 100
     assert (out / "cloud.ply").read_bytes().startswith(b"ply")
+    for name in ("cloud_perspective.png", "cloud_birdseye.png"):   # the last cloud, rendered in camera colours
+        view = cv2.imread(str(out / name))
+        assert view is not None and (view != 24).any(axis=2).mean() > 0.02, name
     assert (out / "train" / "depth.safetensors").exists()

@@ -104,11 +104,11 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise OSError(exc.errno, f"cannot write {path}: {exc.strerror or exc} ({kept})") from exc
 
 
-def save_model(model, path) -> None:
-    """Save a DepthModel as safetensors + config metadata, atomically."""
+def write_model_file(path, state: dict, config: dict) -> None:
+    """Save a depth model's ``state_dict`` as safetensors with its config as metadata, atomically."""
     state = {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype).contiguous()
-             for k, v in model.state_dict().items()}
-    meta = {"md2_ros_format": FORMAT, "config": json.dumps(model.config.to_dict())}
+             for k, v in state.items()}
+    meta = {"md2_ros_format": FORMAT, "config": json.dumps(config)}
     atomic_write_bytes(path, st_save(state, metadata=meta))
 
 
@@ -119,13 +119,8 @@ def _read(path) -> bytes:
     return path.read_bytes()
 
 
-def load_model(path):
-    """Rebuild a DepthModel (on CPU, eval mode) from :func:`save_model` output or an official folder."""
-    from .model import DepthModel
-
-    path = Path(path)
-    if path.is_dir():
-        return import_official(path)
+def read_model_file(path) -> tuple[dict, dict]:
+    """(config dict, state_dict) of a :func:`write_model_file` checkpoint; CheckpointError naming the file."""
     data = _read(path)
     try:
         header_len = int.from_bytes(data[:8], "little")
@@ -137,12 +132,11 @@ def load_model(path):
     if meta.get("md2_ros_format") != FORMAT:
         raise CheckpointError(f"{path}: not an md2_ros depth model (format {meta.get('md2_ros_format')!r})")
     try:
-        model = DepthModel.from_config(json.loads(meta["config"]))
-        model.load_state_dict(state, strict=True)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"{path}: config or weights do not match ({exc})") from exc
+        config = json.loads(meta["config"])
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{path}: config metadata missing or unreadable ({exc})") from exc
     check_finite(state, path)
-    return model.eval()
+    return config, state
 
 
 def check_finite(state: dict, path) -> None:
@@ -200,14 +194,9 @@ def _num_layers(enc_state: dict, path: Path) -> int:
     raise CheckpointError(f"{path}: cannot tell the ResNet depth from its keys")
 
 
-def import_official(folder, min_depth: float = 0.1, max_depth: float = 100.0, stereo_scale: float = 5.4):
-    """Official ``encoder.pth`` + ``depth.pth`` -> DepthModel (strict key/shape match).
-
-    ``use_stereo`` checkpoints were trained with a 0.1 baseline, so they get
-    ``depth_scale = stereo_scale`` (5.4 for KITTI) and ``metric = True``.
-    """
-    from .model import DepthModel
-
+def read_official_depth(folder) -> tuple[dict, dict, dict]:
+    """Official ``encoder.pth`` + ``depth.pth`` -> (spec {num_layers, height, width, use_stereo}, encoder
+    state, decoder state); the DepthModel is built from them by ``md2_ros.core.model.import_official``."""
     folder = Path(folder)
     enc_path, dec_path = folder / "encoder.pth", folder / "depth.pth"
     enc_raw = _load_official_file(enc_path)
@@ -215,20 +204,9 @@ def import_official(folder, min_depth: float = 0.1, max_depth: float = 100.0, st
     enc = _encoder_state(enc_raw, enc_path)
     check_finite(enc, enc_path)
     check_finite(dec_raw, dec_path)
-    stereo = bool(enc_raw.get("use_stereo", False))
-    model = DepthModel(num_layers=_num_layers(enc, enc_path), height=int(enc_raw.get("height", 192)),
-                       width=int(enc_raw.get("width", 640)), min_depth=min_depth, max_depth=max_depth,
-                       depth_scale=stereo_scale if stereo else 1.0, metric=stereo,
-                       scale_source="stereo" if stereo else "")
-    try:
-        model.encoder.load_state_dict(enc, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{enc_path}: does not match the encoder ({exc})") from exc
-    try:
-        model.decoder.load_state_dict(dec_raw, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{dec_path}: does not match the depth decoder ({exc})") from exc
-    return model.eval()
+    spec = {"num_layers": _num_layers(enc, enc_path), "height": int(enc_raw.get("height", 192)),
+            "width": int(enc_raw.get("width", 640)), "use_stereo": bool(enc_raw.get("use_stereo", False))}
+    return spec, enc, dec_raw
 
 
 def import_official_pose(folder):

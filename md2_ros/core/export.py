@@ -13,21 +13,17 @@ TorchScript as the extra file ``md2_ros_config.json``, ONNX as the
 ``metadata_props`` entry ``md2_ros_config``; read either with
 :func:`read_export_config`.
 
-CLI::
-
-    python -m md2_ros.core.export CHECKPOINT --format torchscript|onnx --out PATH
+Command line: ``md2-export`` (:mod:`md2_ros.export_cli`).
 
 ``onnx`` is imported only inside :func:`export_onnx` (torch's ONNX exporter
 needs it: ``pip install onnx``; ``onnxruntime`` is needed only to verify).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import io
 import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -161,7 +157,7 @@ def _parse_metadata(text, path) -> dict:
     if isinstance(text, bytes):
         text = text.decode("utf-8")
     if not text:
-        raise ExportError(f"{path}: no md2_ros config embedded (not exported by md2_ros.core.export)")
+        raise ExportError(f"{path}: no md2_ros config embedded (not exported by md2-export)")
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -180,18 +176,11 @@ def _import_onnx():
     return onnx
 
 
-def sidecar_path(path) -> Path:
-    """Where the config goes when ``onnx`` cannot be imported to write ``metadata_props``: ``PATH.json``."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
-
-
 def export_onnx(model, path, opset: int = 17, dynamic_batch: bool = True) -> Path:
     """Export ``image -> depth`` to ONNX (legacy TorchScript-based exporter, ``dynamo=False``), atomically.
 
     Input ``image`` B×3×H×W, output ``depth`` B×1×H×W; the batch axis is symbolic (``"batch"``) when
-    ``dynamic_batch``. The config is stored in ``metadata_props[md2_ros_config]`` (JSON) when ``onnx``
-    is importable, else in the sidecar ``PATH.json``.
+    ``dynamic_batch``. The config is stored in ``metadata_props[md2_ros_config]`` (JSON).
     """
     _check_model(model)
     path = _check_out_path(path)
@@ -214,10 +203,8 @@ def export_onnx(model, path, opset: int = 17, dynamic_batch: bool = True) -> Pat
             raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}{hint}") from exc
     meta = json.dumps(export_metadata(model))
     onnx = _import_onnx()
-    if onnx is None:  # only reachable if a future exporter works without the onnx package
-        atomic_write_bytes(path, buf.getvalue())
-        atomic_write_bytes(sidecar_path(path), meta.encode("utf-8"))
-        return path
+    if onnx is None:
+        raise ExportError("writing the ONNX config needs the onnx package: pip install onnx")
     proto = onnx.load_from_string(buf.getvalue())
     entry = proto.metadata_props.add()
     entry.key, entry.value = ONNX_CONFIG_KEY, meta
@@ -227,23 +214,21 @@ def export_onnx(model, path, opset: int = 17, dynamic_batch: bool = True) -> Pat
 
 
 def read_onnx_config(path) -> dict:
-    """Metadata dict of an exported ONNX file (from ``metadata_props``, else the sidecar JSON)."""
+    """Metadata dict of an exported ONNX file (from ``metadata_props``)."""
     path = Path(path)
     if not path.is_file():
         raise ExportError(f"ONNX file not found: {path}")
     onnx = _import_onnx()
-    if onnx is not None:
-        try:
-            proto = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:
-            raise ExportError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
-        for entry in proto.metadata_props:
-            if entry.key == ONNX_CONFIG_KEY:
-                return _parse_metadata(entry.value, path)
-    side = sidecar_path(path)
-    if side.is_file():
-        return _parse_metadata(side.read_text("utf-8"), side)
-    raise ExportError(f"{path}: no md2_ros config in metadata_props nor a sidecar {side.name}")
+    if onnx is None:
+        raise ExportError(f"{path}: reading the ONNX config needs the onnx package: pip install onnx")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ExportError(f"{path}: not a readable ONNX file ({type(exc).__name__}: {exc})") from exc
+    for entry in proto.metadata_props:
+        if entry.key == ONNX_CONFIG_KEY:
+            return _parse_metadata(entry.value, path)
+    raise ExportError(f"{path}: no md2_ros config in its metadata_props (not exported by md2-export)")
 
 
 def read_export_config(path) -> dict:
@@ -288,40 +273,3 @@ def verify_export(model, path, fmt: str, batch: int = 2) -> float | None:
     if out.shape != ref.shape:
         raise ExportError(f"{path}: output shape {tuple(out.shape)} != expected {tuple(ref.shape)}")
     return float((out - ref).abs().max()) / max(1.0, float(ref.abs().max()))
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m md2_ros.core.export",
-                                     description="Export a depth checkpoint to TorchScript or ONNX (image -> depth).")
-    parser.add_argument("checkpoint", help="DepthModel.save() file or an official Monodepth2 folder")
-    parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt")
-    parser.add_argument("--out", required=True, help="output file (.pt / .onnx)")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    parser.add_argument("--static-batch", action="store_true", help="ONNX: fix the batch size to 1")
-    parser.add_argument("--no-verify", action="store_true", help="skip comparing the export with eager PyTorch")
-    args = parser.parse_args(argv)
-
-    from .checkpoint import CheckpointError, load_model
-    try:
-        model = load_model(args.checkpoint)
-        kwargs = {"opset": args.opset, "dynamic_batch": not args.static_batch} if args.fmt == "onnx" else {}
-        out = export(model, args.out, args.fmt, **kwargs)
-        err = None if args.no_verify else verify_export(model, out, args.fmt)
-    except (CheckpointError, ExportError, ValueError, TypeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    cfg = model.config
-    print(f"wrote {out} ({args.fmt}, input image B×3×{cfg.height}×{cfg.width} in [0,1], output depth B×1×"
-          f"{cfg.height}×{cfg.width}, depth_scale {cfg.depth_scale}, metric {cfg.metric})")
-    if err is not None:
-        print(f"verified: max |export − eager| / max(1, max depth) = {err:.3g}")
-        if not err <= VERIFY_ATOL:
-            print(f"error: {out} differs from the eager model by more than {VERIFY_ATOL}", file=sys.stderr)
-            return 1
-    elif not args.no_verify:
-        print("not verified: onnxruntime is not installed")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

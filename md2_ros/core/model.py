@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import CheckpointError, read_model_file, read_official_depth, write_model_file
 from .depth_decoder import DepthDecoder
 from .geometry import disp_to_depth
 from .resnet import ResnetEncoder
@@ -173,11 +175,43 @@ class DepthModel(nn.Module):
     # persistence ------------------------------------------------------------
     def save(self, path) -> None:
         """Atomic safetensors checkpoint with the config (see :mod:`.checkpoint`)."""
-        from .checkpoint import save_model
-        save_model(self, path)
+        write_model_file(path, self.state_dict(), self.config.to_dict())
 
     @classmethod
     def load(cls, path, device: str | torch.device = "auto", fp16: bool = False) -> "DepthModel":
         """Load a checkpoint written by :meth:`save` (or an official Monodepth2 folder)."""
-        from .checkpoint import load_model
         return load_model(path).setup_inference(device, fp16)
+
+
+def load_model(path) -> DepthModel:
+    """Rebuild a DepthModel (on CPU, eval mode) from :meth:`DepthModel.save` output or an official folder."""
+    path = Path(path)
+    if path.is_dir():
+        return import_official(path)
+    config, state = read_model_file(path)
+    try:
+        model = DepthModel.from_config(config)
+        model.load_state_dict(state, strict=True)
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: config or weights do not match ({exc})") from exc
+    return model.eval()
+
+
+def import_official(folder, min_depth: float = 0.1, max_depth: float = 100.0, stereo_scale: float = 5.4) -> DepthModel:
+    """Official ``encoder.pth`` + ``depth.pth`` -> DepthModel (strict key/shape match).
+
+    ``use_stereo`` checkpoints were trained with a 0.1 baseline, so they get
+    ``depth_scale = stereo_scale`` (5.4 for KITTI) and ``metric = True``.
+    """
+    folder = Path(folder)
+    spec, enc, dec = read_official_depth(folder)
+    stereo = spec["use_stereo"]
+    model = DepthModel(num_layers=spec["num_layers"], height=spec["height"], width=spec["width"],
+                       min_depth=min_depth, max_depth=max_depth, depth_scale=stereo_scale if stereo else 1.0,
+                       metric=stereo, scale_source="stereo" if stereo else "")
+    for part, state, name in ((model.encoder, enc, "encoder.pth"), (model.decoder, dec, "depth.pth")):
+        try:
+            part.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{folder / name}: does not match the {'encoder' if part is model.encoder else 'depth decoder'} ({exc})") from exc
+    return model.eval()

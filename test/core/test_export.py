@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from md2_ros import export_cli
 from md2_ros.core import export as E
 from md2_ros.core.model import DepthModel
 
@@ -151,14 +152,14 @@ def test_cli(model, tmp_path, capsys):
     ckpt = tmp_path / "m.safetensors"
     model.save(ckpt)
     out = tmp_path / "cli.pt"
-    assert E.main([str(ckpt), "--format", "torchscript", "--out", str(out)]) == 0
+    assert export_cli.main([str(ckpt), "--format", "torchscript", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "wrote" in text and "verified" in text
     assert E.read_export_config(out) == model.config.to_dict()
-    assert E.main([str(tmp_path / "nope.safetensors"), "--format", "torchscript", "--out", str(out)]) == 2
+    assert export_cli.main([str(tmp_path / "nope.safetensors"), "--format", "torchscript", "--out", str(out)]) == 1
     assert "checkpoint not found" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        E.main([str(ckpt), "--format", "tflite", "--out", str(out)])
+        export_cli.main([str(ckpt), "--format", "tflite", "--out", str(out)])
     assert exc.value.code == 2
 
 

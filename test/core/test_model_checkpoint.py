@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from md2_ros.core.checkpoint import (CheckpointError, import_official, import_official_pose, load_model,
-                                     load_state, save_state)
+from md2_ros.core.checkpoint import CheckpointError, import_official_pose, load_state, save_state
 from md2_ros.core.depth_decoder import DepthDecoder
-from md2_ros.core.model import DepthModel, ModelConfig
+from md2_ros.core.model import DepthModel, ModelConfig, import_official, load_model
 from md2_ros.core.pose_cnn import PoseCNN
 from md2_ros.core.pose_decoder import PoseDecoder
 from md2_ros.core.resnet import ResnetEncoder
