@@ -32,14 +32,21 @@ FORMATS = ("npy", "png", "color", "ply")
 SUBDIRS = {"npy": "depth_npy", "png": "depth_png", "color": "depth_color", "ply": "points_ply"}
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults in the option help, examples kept as written."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="md2-depth", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        prog="md2-depth", formatter_class=_Formatter,
         description="Run a Monodepth2 depth model over an image, a folder of images, a video file or an image "
                     "topic of a ROS bag, and write depth as .npy, 16-bit PNG (mm), colorized PNG and .ply clouds.",
         epilog="Intrinsics for .ply/PointCloud2 come from --fx/--fy/--cx/--cy, else --intrinsics, else the bag's "
                "CameraInfo; without any, clouds are skipped. A mono checkpoint predicts relative depth: give "
-               "--depth-scale to get metres.")
+               "--depth-scale to get metres.\n\nexamples:\n"
+               "  md2-depth frame.png --checkpoint depth.safetensors -o out\n"
+               "  md2-depth drive.mcap --checkpoint depth.safetensors --topic /cam/image_raw --bag-out depth.mcap\n\n"
+               "exit status: 0 ok, 1 the input or checkpoint cannot be used (the message names it), 2 usage error.")
     p.add_argument("input", help="Image file, folder of images, video file (.avi, .mp4, ...), or bag "
                                  "(.mcap/.db3 file, rosbag2 folder, or ROS 1 .bag).")
     p.add_argument("--checkpoint", required=True,
@@ -57,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Seconds auto may spend building and checking candidates (compile needs ~90 on a CPU).")
     p.add_argument("--batch-size", type=int, default=4, help="Frames per forward pass (same-size frames are batched).")
     p.add_argument("--depth-scale", type=float, default=None,
-                   help="Metres per network depth unit; overrides the checkpoint's scale (use for mono models).")
+                   help="Factor on top of the checkpoint's own scale (the node's depth_scale means the same); "
+                        "a mono model needs it to give metres.")
     p.add_argument("--camera-height", type=float, default=0.0,
                    help="Camera height above a flat ground in metres (KITTI 1.65): scale each frame so the ground "
                         "plane fitted in the lower image band lies at this height (any model; needs intrinsics; "
@@ -151,7 +159,8 @@ def run(args) -> int:
 
     model = DepthModel.load(args.checkpoint, device=args.device, fp16=args.fp16)
     if args.depth_scale is not None and not args.camera_height:
-        model.config.depth_scale = float(args.depth_scale)
+        # a factor on top of the checkpoint's own scale, as the node's depth_scale
+        model.config.depth_scale = float(model.config.depth_scale) * float(args.depth_scale)
     elif not model.metric and not args.camera_height:
         log.warning("the checkpoint is a mono (relative-scale) model: depths are not metres; "
                     "pass --camera-height or --depth-scale to scale them")
