@@ -49,7 +49,8 @@ IMG_H, IMG_W = 375, 1242
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="example:\n  python bench/model_latency.py --device cpu --iters 5 --warmup 2")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda (default auto)")
     p.add_argument("--threads", type=int, default=0, help="torch / onnxruntime CPU threads (0: torch default)")
     p.add_argument("--iters", type=int, default=20, help="timed calls per row and batch size")

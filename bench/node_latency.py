@@ -155,7 +155,8 @@ def summarise(name, bench, stamps, model_ms, rss, diag_from: int) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example:\n  python bench/node_latency.py --size 640x192 --all-outputs")
     ap.add_argument("--model", help="checkpoint; default: random ResNet18 at --size")
     ap.add_argument("--size", default="640x192", help="published image WxH")
     ap.add_argument("--net-size", default="640x192", help="WxH of the random network when --model is not given")

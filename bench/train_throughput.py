@@ -106,7 +106,8 @@ def _loader_rows(args, device: torch.device) -> list[tuple[str, dict]]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example:\n  python bench/train_throughput.py --device cpu")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     ap.add_argument("--amp", default="auto",
                     help="none | bf16 | fp16, comma-separated list, or auto (CUDA: none,bf16,fp16; CPU: none)")

@@ -2,6 +2,12 @@
 
 Single process (CPU or one GPU), or many with
 ``torchrun --nproc_per_node N -m train --config ...`` (NCCL on GPUs, gloo on CPU).
+
+example:
+  python -m train --config config/train_bag.yaml data.path=robot.mcap data.image_topic=/camera/image_raw
+
+exit status: 0 trained; 2 the arguments, config, data or checkpoint cannot be used at start-up (the
+message names it); 1 a failure while training (disk full, a bad frame found mid-epoch, out of memory).
 """
 from __future__ import annotations
 

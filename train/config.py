@@ -24,6 +24,8 @@ class DataConfig:
     camera_info_topic: str = ""                     # rosbag: default <image ns>/camera_info
     right_image_topic: str = ""                     # rosbag stereo (optional)
     right_camera_info_topic: str = ""
+    rectified: bool = False          # rosbag: the images are already rectified (image_rect): use P, ignore D
+    undistort: bool = False          # rosbag: rectify each image with K, D, R -> P (like image_proc)
     stride: int = 1                # rosbag/folder: messages between frame ids (2 = frames t-2, t, t+2 for a slow camera)
     max_gap: float = 0.0           # rosbag: max seconds between consecutive frames (0 = 2.5 × median period)
     static_threshold: float = 0.005  # rosbag: drop triplets whose mean |Δ| (0..1 intensity) is below this; 0 keeps all

@@ -39,5 +39,6 @@ def _build(cfg: TrainConfig, is_train: bool):
         return RosbagDataset(path, d.image_topic or None, d.camera_info_topic or None, **common,
                              stride=d.stride, max_gap=d.max_gap or None, static_threshold=d.static_threshold,
                              right_image_topic=d.right_image_topic or None,
-                             right_camera_info_topic=d.right_camera_info_topic or None)
+                             right_camera_info_topic=d.right_camera_info_topic or None,
+                             rectified=d.rectified, undistort=d.undistort)
     return ImageFolderDataset(path, d.intrinsics or None, **common, stride=d.stride)

@@ -279,54 +279,57 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m train.evaluate_depth",
         description="Evaluate depth predictions on KITTI with the Eigen protocol (Garg crop, median scaling, "
-                    "abs_rel / sq_rel / rmse / rmse_log / a1 / a2 / a3).")
+                    "abs_rel / sq_rel / rmse / rmse_log / a1 / a2 / a3).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  python -m train.evaluate_depth --gt gt_eigen.npz --checkpoint depth.safetensors "
+               "--data-path /data/kitti_raw\n\nexit status: 0 ok, 1 an input cannot be used (the message names it), 2 usage error.")
     ap.add_argument("--gt", required=True,
                     help="Ground-truth .npz written by `python -m train.export_gt_depth`.")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--pred", help="Predictions .npz with 'disp' (inverse depth, N×h×w) or 'depth' arrays in the "
                                     "GT file's order (plus 'disp_flip' for --post_process), or a .npy of disparities.")
     src.add_argument("--checkpoint", help="DepthModel checkpoint to run over the GT file's frames (needs --data_path).")
-    ap.add_argument("--data_path", help="KITTI raw root holding the images, for --checkpoint.")
+    ap.add_argument("--data-path", "--data_path", help="KITTI raw root holding the images, for --checkpoint.")
     ap.add_argument("--split", help="Split name or split file; when given it must list exactly the GT file's frames "
                                     "(a guard against mixing files up). Default: the split stored in the GT file.")
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--eval_mono", action="store_true",
+    mode.add_argument("--eval-mono", "--eval_mono", action="store_true",
                       help="Mono-trained model: per-image median scaling (the default).")
-    mode.add_argument("--eval_stereo", action="store_true",
+    mode.add_argument("--eval-stereo", "--eval_stereo", action="store_true",
                       help="Stereo-trained model: no median scaling, depths × --pred_depth_scale_factor (default 5.4).")
-    ap.add_argument("--pred_depth_scale_factor", type=float, default=None,
+    ap.add_argument("--pred-depth-scale-factor", "--pred_depth_scale_factor", type=float, default=None,
                     help="Fixed factor applied to predicted depths before any median scaling (default 5.4 with "
                          "--eval_stereo, else 1; 1 for a checkpoint that carries its own depth_scale).")
-    ap.add_argument("--disable_median_scaling", "--no-median-scaling", action="store_true",
+    ap.add_argument("--disable-median-scaling", "--disable_median_scaling", "--no-median-scaling", action="store_true",
                     help="Do not rescale each prediction by median(gt)/median(pred) (for metric predictions). "
                          "Both tables are always reported; this picks the headline one.")
-    ap.add_argument("--camera_height", "--camera-height", type=float, default=0.0,
+    ap.add_argument("--camera-height", "--camera_height", type=float, default=0.0,
                     help="Metres above the ground (KITTI 1.65): scale each prediction so the ground plane fitted in "
-                         "its lower band lies at this height (needs --data_path for the intrinsics); 0 = off.")
-    ap.add_argument("--ground_band", type=float, default=0.6,
-                    help="Top of the ground band for --camera_height, as a fraction of the height (default 0.6).")
-    ap.add_argument("--scale_window", type=int, default=1,
+                         "its lower band lies at this height (needs --data-path for the intrinsics); 0 = off.")
+    ap.add_argument("--ground-band", "--ground_band", type=float, default=0.6,
+                    help="Top of the ground band for --camera-height, as a fraction of the height (default 0.6).")
+    ap.add_argument("--scale-window", "--scale_window", type=int, default=1,
                     help="Running median over this many frames (file order) of the camera-height scale (default 1: "
                          "each frame on its own).")
-    ap.add_argument("--post_process", action="store_true",
+    ap.add_argument("--post-process", "--post_process", action="store_true",
                     help="Average each disparity with the mirrored image's, edge-blended as in the Monodepth papers.")
-    ap.add_argument("--min_depth", type=float, default=1e-3,
+    ap.add_argument("--min-depth", "--min_depth", type=float, default=1e-3,
                     help="GT pixels must be deeper than this; predictions are clamped to it (default 1e-3 m).")
-    ap.add_argument("--max_depth", type=float, default=80.0,
+    ap.add_argument("--max-depth", "--max_depth", type=float, default=80.0,
                     help="GT pixels must be shallower than this; predictions are clamped to it (default 80 m).")
     crop = ap.add_mutually_exclusive_group()
     crop.add_argument("--crop", choices=["auto", "garg", "eigen", "none"], default="auto",
                       help="Evaluation crop: garg = rows 0.408–0.992 of H, cols 0.036–0.964 of W; 'auto' (default) "
                            "is garg, or none for improved benchmark GT (as in the published eigen_benchmark numbers).")
-    crop.add_argument("--garg_crop", dest="crop", action="store_const", const="garg",
+    crop.add_argument("--garg-crop", "--garg_crop", dest="crop", action="store_const", const="garg",
                       help="Same as --crop garg (the crop of the published Eigen-split tables).")
-    crop.add_argument("--eigen_crop", dest="crop", action="store_const", const="eigen",
+    crop.add_argument("--eigen-crop", "--eigen_crop", dest="crop", action="store_const", const="eigen",
                       help="Same as --crop eigen (Eigen et al.'s original crop, rows 0.332–0.914).")
-    crop.add_argument("--no_crop", dest="crop", action="store_const", const="none",
+    crop.add_argument("--no-crop", "--no_crop", dest="crop", action="store_const", const="none",
                       help="Same as --crop none: score every valid GT pixel.")
-    ap.add_argument("--batch_size", type=int, default=8, help="Images per forward pass with --checkpoint (default 8).")
+    ap.add_argument("--batch-size", "--batch_size", type=int, default=8, help="Images per forward pass with --checkpoint (default 8).")
     ap.add_argument("--device", default="auto", help="Device for --checkpoint: auto, cpu, cuda or cuda:N (default auto).")
-    ap.add_argument("--save_pred", help="With --checkpoint, also write the predicted disparities to this .npz "
+    ap.add_argument("--save-pred", "--save_pred", help="With --checkpoint, also write the predicted disparities to this .npz "
                                         "(reusable with --pred).")
     ap.add_argument("--json", help="Write the metrics, ratio statistics and configuration to this JSON file.")
     return ap
@@ -423,7 +426,7 @@ def main(argv=None) -> int:
         run(args)
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1
     return 0
 
 

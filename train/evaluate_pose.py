@@ -137,16 +137,19 @@ def load_pred_poses(path) -> np.ndarray:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m train.evaluate_pose",
-                                 description="KITTI odometry ATE on short snippets with per-snippet scale alignment.")
+                                 description="KITTI odometry ATE on short snippets with per-snippet scale alignment.",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example:\n  python -m train.evaluate_pose --pred poses_09.npy "
+                                        "--gt-poses /data/kitti_odom/poses/09.txt\n\nexit status: 0 ok, 1 an input cannot be used (the message names it), 2 usage error.")
     ap.add_argument("--pred", required=True,
                     help="Predicted poses (.npy/.npz 'poses' N×4×4, N×3×4 or N×12, or a .txt of 12 numbers a line): "
                          "frame-to-frame poses inv(P_i)·P_{i+1}, one per consecutive frame pair.")
-    ap.add_argument("--gt_poses", required=True, help="KITTI odometry GT poses file (poses/XX.txt).")
-    ap.add_argument("--pred_absolute", action="store_true",
+    ap.add_argument("--gt-poses", "--gt_poses", required=True, help="KITTI odometry GT poses file (poses/XX.txt).")
+    ap.add_argument("--pred-absolute", "--pred_absolute", action="store_true",
                     help="--pred holds absolute camera-to-world poses (one per frame), not relative ones.")
-    ap.add_argument("--invert_pred", action="store_true",
+    ap.add_argument("--invert-pred", "--invert_pred", action="store_true",
                     help="Invert each predicted relative pose (for networks that output frame i -> frame i+1).")
-    ap.add_argument("--snippet_length", type=int, default=5, help="Frames per snippet (default 5).")
+    ap.add_argument("--snippet-length", "--snippet_length", type=int, default=5, help="Frames per snippet (default 5).")
     ap.add_argument("--formula", choices=["rmse", "official"], default="rmse",
                     help="'rmse' = sqrt(mean squared error) per snippet (default); 'official' = sqrt(sum)/N as in the "
                          "Monodepth2/SfMLearner code, to compare with their published numbers.")
@@ -165,7 +168,7 @@ def main(argv=None) -> int:
         result = evaluate_pose(gt_rel, pred_rel, args.snippet_length, args.formula)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1
     print(f"Trajectory error ({result['num_snippets']} snippets of {args.snippet_length} frames, {args.formula}): "
           f"{result['ate_mean']:0.3f}, std: {result['ate_std']:0.3f} (scale-aligned); without scale alignment "
           f"{result['ate_unaligned_mean']:0.3f}, std: {result['ate_unaligned_std']:0.3f}; "

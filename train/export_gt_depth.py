@@ -255,8 +255,10 @@ def export(data_path, entries, cam="auto", source="velodyne", progress=True):
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="python -m train.export_gt_depth",
-        description="Export KITTI ground-truth depth maps (velodyne projection, nearest point per pixel) to .npz.")
-    ap.add_argument("--data_path", required=True,
+        description="Export KITTI ground-truth depth maps (velodyne projection, nearest point per pixel) to .npz.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  python -m train.export_gt_depth --data-path /data/kitti_raw --split eigen --out gt_eigen.npz\n\nexit status: 0 ok, 1 an input cannot be used (the message names it), 2 usage error.")
+    ap.add_argument("--data-path", "--data_path", required=True,
                     help="KITTI raw root holding <date>/calib_*.txt and <date>/<drive>_sync/ folders.")
     ap.add_argument("--split", default="eigen",
                     help="Split name (eigen, eigen_benchmark, ...), a path to a split .txt, or 'all' for every "
@@ -264,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--cam", default="auto", choices=["auto", "0", "1", "2", "3"],
                     help="Camera to project into: 2 = left colour, 3 = right colour; 'auto' (default) takes "
                          "2 for split lines marked 'l' and 3 for 'r'.")
-    ap.add_argument("--gt_source", default="auto", choices=["auto", "velodyne", "benchmark"],
+    ap.add_argument("--gt-source", "--gt_source", default="auto", choices=["auto", "velodyne", "benchmark"],
                     help="'velodyne' projects the raw scans; 'benchmark' reads the improved KITTI depth-benchmark "
                          "maps (proj_depth/groundtruth); 'auto' (default) uses benchmark for eigen_benchmark only.")
     ap.add_argument("--out", default=None,
@@ -283,7 +285,7 @@ def main(argv=None) -> int:
         depths, files, cams = export(args.data_path, entries, args.cam, source, progress=not args.quiet)
     except (FileNotFoundError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1
     out = args.out or f"gt_depths_{pathlib.Path(args.split).stem}.npz"
     save_gt_depths(out, depths, files, cams, split=args.split, source=source)
     valid = [int((d > 0).sum()) for d in depths]

@@ -157,7 +157,9 @@ def _slice(text: str) -> tuple:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m train.make_bag", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="example:\n  python -m train.make_bag /data/kitti_raw/2011_09_26/"
+                                        "2011_09_26_drive_0001_sync drive1.mcap --compressed\n\nexit status: 0 ok, 1 an input cannot be used (the message names it), 2 usage error.")
     ap.add_argument("src", help="KITTI raw drive folder (<date>/<drive>_sync) or date folder")
     ap.add_argument("out", help="out.mcap | out.db3 (single file) or a folder name (rosbag2 folder)")
     ap.add_argument("--compressed", action="store_true", help="write sensor_msgs/CompressedImage")
@@ -176,7 +178,7 @@ def main(argv=None) -> int:
                                overwrite=a.overwrite)
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
         print(f"make_bag: error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     print(f"wrote {info['path']}: {info['frames']} frames; " +
           ", ".join(f"{t} ({n})" for t, n in info["topics"].items()))
     return 0

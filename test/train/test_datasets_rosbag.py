@@ -186,7 +186,7 @@ def test_distortion_rules_and_undistort(tmp_path):
                                                                                         dtype=np.uint8))),
                     ("/cam/camera_info", "sensor_msgs/msg/CameraInfo", ns, _info(ns, 32, 16, d=(-0.2, 0.05, 0, 0, 0)))]
     bag = _write(tmp_path / "dist.mcap", entries)
-    with pytest.raises(BagError, match="distortion.*rectified=True.*undistort=True"):
+    with pytest.raises(BagError, match="distortion.*data.rectified=true.*data.undistort=true"):
         RosbagDataset(bag, height=16, width=32, num_scales=1)
     ds = RosbagDataset(bag, height=16, width=32, num_scales=1, undistort=True, static_threshold=0, is_train=False)
     assert len(ds) == 2 and ds[0][("K", 0)][0, 0].item() == pytest.approx(100.0)

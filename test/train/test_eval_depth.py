@@ -195,10 +195,10 @@ def test_cli_pred_file_json_and_post_process(tmp_path, capsys):
     assert report["split"] == "synthetic" and report["config"]["post_process"] is True
     assert report["config"]["crop"] == "none"
 
-    assert main(["--gt", str(tmp_path / "gt.npz"), "--pred", str(tmp_path / "missing.npz")]) == 2
+    assert main(["--gt", str(tmp_path / "gt.npz"), "--pred", str(tmp_path / "missing.npz")]) == 1
     assert "prediction file not found" in capsys.readouterr().err
     np.savez(tmp_path / "nopp.npz", disp=disp)
-    assert main(["--gt", str(tmp_path / "gt.npz"), "--pred", str(tmp_path / "nopp.npz"), "--post_process"]) == 2
+    assert main(["--gt", str(tmp_path / "gt.npz"), "--pred", str(tmp_path / "nopp.npz"), "--post_process"]) == 1
     assert "disp_flip" in capsys.readouterr().err
 
 

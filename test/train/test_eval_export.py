@@ -90,7 +90,7 @@ def test_kitti_mini_split_file_matches_all(kitti_mini, exported, tmp_path, capsy
         np.testing.assert_array_equal(d, all_depths[idx])
 
     split.write_text(f"{DRIVE} 1 l\n")  # frame 1 has no scan
-    assert main(["--data_path", str(kitti_mini), "--split", str(split), "--out", str(out), "--quiet"]) == 2
+    assert main(["--data_path", str(kitti_mini), "--split", str(split), "--out", str(out), "--quiet"]) == 1
     assert "velodyne scan not found" in capsys.readouterr().err
 
 

@@ -141,5 +141,5 @@ def test_cli(tmp_path, capsys):
                  "--json", str(tmp_path / "abs.json")]) == 0
     assert json.loads((tmp_path / "abs.json").read_text())["ate_mean"] == pytest.approx(0.0, abs=1e-9)
 
-    assert main(["--pred", str(tmp_path / "nope.npy"), "--gt_poses", str(tmp_path / "gt.txt")]) == 2
+    assert main(["--pred", str(tmp_path / "nope.npy"), "--gt_poses", str(tmp_path / "gt.txt")]) == 1
     assert "not found" in capsys.readouterr().err

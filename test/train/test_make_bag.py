@@ -81,8 +81,8 @@ def test_helpers_and_errors(kitti_mini, tmp_path, capsys):
                                 (1200, 360), (600, 180), tx_metres=0.5)
     np.testing.assert_allclose(K, [[350, 0, 300], [0, 350, 85], [0, 0, 1]])
     assert P[0, 3] == -175 and P[1, 3] == 0 and P[2, 3] == 0
-    assert main([str(tmp_path / "nothing"), str(tmp_path / "x.mcap")]) == 2
+    assert main([str(tmp_path / "nothing"), str(tmp_path / "x.mcap")]) == 1
     assert "not found" in capsys.readouterr().err
     (tmp_path / "x.mcap").write_bytes(b"")
-    assert main([str(kitti_mini / DRIVE), str(tmp_path / "x.mcap")]) == 2
+    assert main([str(kitti_mini / DRIVE), str(tmp_path / "x.mcap")]) == 1
     assert "exists" in capsys.readouterr().err

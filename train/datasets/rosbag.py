@@ -159,8 +159,8 @@ class RosbagDataset(SequenceDataset):
         """3x3 pixel intrinsics of the images as they will be used (see the distortion rules)."""
         if not use_P and cam.has_distortion:
             raise BagError(f"bag {self.bag}: {side} CameraInfo has distortion {cam.distortion_model} "
-                           f"{np.round(cam.D, 5).tolist()}; the images must be pinhole. Pass rectified=True if "
-                           "the topic is already rectified (image_rect), or undistort=True to rectify here")
+                           f"{np.round(cam.D, 5).tolist()}; the images must be pinhole. Set data.rectified=true if "
+                           "the topic is already rectified (image_rect), or data.undistort=true to rectify here")
         return cam.P[:3, :3] if use_P and cam.has_P else cam.K
 
     def _decode(self, fingerprint, decode_key) -> dict:
@@ -177,7 +177,7 @@ class RosbagDataset(SequenceDataset):
                 cam = read_camera(reader, self.bag, info_topic)
                 if stereo and not (p["rectified"] or p["undistort"] or cam.is_rectified):
                     raise BagError(f"bag {self.bag}: stereo needs rectified images; {info_topic} has "
-                                   "distortion or a rectification rotation (pass rectified=True or undistort=True)")
+                                   "distortion or a rectification rotation (set data.rectified=true or data.undistort=true)")
                 use_P = p["rectified"] or p["undistort"] or stereo
                 K = self._camera_K(cam, use_P, side)
                 maps = rectify_maps(cam) if p["undistort"] and not cam.is_rectified else None
