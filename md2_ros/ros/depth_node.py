@@ -198,7 +198,7 @@ class DepthNode(LifecycleNode):
                 continue
             if spec.read_only:
                 return SetParametersResult(successful=False, reason=f"{p.name} is read-only (restart the node)")
-            candidate[p.name] = p.value
+            params.set_value(candidate, p.name, p.value, self.get_logger())
         reason = params.validate(candidate)
         if reason:
             return SetParametersResult(successful=False, reason=reason)

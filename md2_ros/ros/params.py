@@ -44,8 +44,12 @@ SPECS: dict[str, Spec] = {
     "ground_band": Spec(0.6, "Top of the image band searched for the ground, as a fraction of the image height "
                              "(the band runs to the bottom row)", float_range=(0.0, 0.95)),
     "scale_window": Spec(15, "Frames in the running median of the camera-height scale", int_range=(1, 1000)),
-    "min_depth": Spec(0.1, "Cloud: points nearer than this (m) are NaN", float_range=(0.0, 1e6)),
-    "max_depth": Spec(100.0, "Cloud: points farther than this (m) are NaN", float_range=(0.0, 1e6)),
+    "cloud_min_range": Spec(0.1, "Cloud: points nearer than this (m) are NaN (not the network's min_depth)",
+                            float_range=(0.0, 1e6)),
+    "cloud_max_range": Spec(100.0, "Cloud: points farther than this (m) are NaN (not the network's max_depth)",
+                            float_range=(0.0, 1e6)),
+    "min_depth": Spec(math.nan, "DEPRECATED alias of cloud_min_range (removed in the next release)"),
+    "max_depth": Spec(math.nan, "DEPRECATED alias of cloud_max_range (removed in the next release)"),
     "cloud_stride": Spec(1, "Cloud: keep every Nth pixel in each direction", int_range=(1, 64)),
     "publish_colorized": Spec(True, "Publish ~/depth_colored (only when someone subscribes)"),
     "colormap": Spec("magma", "OpenCV colormap for ~/depth_colored: " + ", ".join(sorted(COLORMAPS))),
@@ -81,8 +85,9 @@ def validate(values: dict) -> str | None:
         return f"backend must be one of {', '.join(BACKENDS)}, got {v['backend']!r}"
     if "depth_scale" in v and not v["depth_scale"] > 0:
         return f"depth_scale must be > 0, got {v['depth_scale']}"
-    if "min_depth" in v and "max_depth" in v and not 0 <= v["min_depth"] < v["max_depth"]:
-        return f"need 0 <= min_depth < max_depth, got {v['min_depth']}, {v['max_depth']}"
+    lo, hi = v.get("cloud_min_range"), v.get("cloud_max_range")
+    if lo is not None and hi is not None and not 0 <= lo < hi:
+        return f"need 0 <= cloud_min_range < cloud_max_range, got {lo}, {hi}"
     if "colormap" in v and v["colormap"] not in COLORMAPS:
         return f"colormap {v['colormap']!r} unknown; choose from {sorted(COLORMAPS)}"
     if "output_resolution" in v and v["output_resolution"] not in ("input", "model"):
@@ -94,6 +99,20 @@ def validate(values: dict) -> str | None:
     if len(set(cams)) != len(cams):
         return f"duplicate camera namespaces in {cams}"
     return None
+
+
+DEPRECATED = {"min_depth": "cloud_min_range", "max_depth": "cloud_max_range"}
+
+
+def set_value(values: dict, name: str, value, logger=None) -> None:
+    """``values[name] = value``; a deprecated alias set to a number also sets its new name, with a warning."""
+    values[name] = value
+    new = DEPRECATED.get(name)
+    if new is not None and isinstance(value, (int, float)) and not math.isnan(value):
+        values[new] = float(value)
+        if logger is not None:
+            logger.warning(f"parameter {name} is deprecated (it is the network's range elsewhere): use {new}; "
+                           f"{new} set to {value}")
 
 
 def declare(node) -> dict:
@@ -112,4 +131,6 @@ def declare(node) -> dict:
         default = Parameter.Type.STRING_ARRAY if name == "cameras" else spec.default
         values[name] = node.declare_parameter(name, default, desc).value
     values["cameras"] = list(values["cameras"] or [])
+    for old in DEPRECATED:
+        set_value(values, old, values[old], node.get_logger())
     return values

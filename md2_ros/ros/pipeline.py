@@ -26,8 +26,8 @@ from ..io.intrinsics import match_scale, projection_matrix
 class Settings:
     """Runtime parameters, swapped atomically when a parameter change is accepted."""
     depth_scale: float = 1.0
-    min_depth: float = 0.1
-    max_depth: float = 100.0
+    cloud_min_range: float = 0.1
+    cloud_max_range: float = 100.0
     cloud_stride: int = 1
     publish_colorized: bool = True
     colormap: str = "magma"
@@ -147,7 +147,7 @@ class CameraPipeline:
         self._last_stamp_ns = stamp
         if K is not None and want_cloud:
             out.cloud = cv.depth_to_cloud(depth, K, prep.header, prep.rgb, settings.cloud_stride,
-                                          settings.min_depth, settings.max_depth)
+                                          settings.cloud_min_range, settings.cloud_max_range)
         if settings.publish_colorized and want_colored:
             out.colored = cv.numpy_to_image(cv.colorize_depth(depth, settings.colormap), "bgr8", prep.header)
         return out

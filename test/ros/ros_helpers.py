@@ -170,3 +170,16 @@ class Harness:
         self.executor.shutdown()
         self.node.destroy_node()
         self.rclpy.try_shutdown(context=self.context)
+
+
+class FakePub:
+    """Stands in for a node publisher in in-process tests: keeps what is published, reports one subscriber."""
+
+    def __init__(self):
+        self.msgs = []
+
+    def publish(self, msg):
+        self.msgs.append(msg)
+
+    def get_subscription_count(self):
+        return 1

@@ -12,18 +12,7 @@ from md2_ros.cli import main as md2_depth
 from md2_ros.core.model import DepthModel
 from md2_ros.ros import conversions as cv
 from md2_ros.ros.depth_node import DepthNode
-from ros_helpers import header
-
-
-class Pub:
-    def __init__(self):
-        self.msgs = []
-
-    def publish(self, msg):
-        self.msgs.append(msg)
-
-    def get_subscription_count(self):
-        return 1
+from ros_helpers import FakePub, header
 
 
 def node_depth(model, rgb, depth_scale):
@@ -33,7 +22,7 @@ def node_depth(model, rgb, depth_scale):
         node = DepthNode(model=model, context=ctx, parameter_overrides=[
             Parameter("depth_scale", value=depth_scale), Parameter("diagnostics_period", value=60.0)])
         node.trigger_deactivate()      # no worker thread: call the handler here
-        node._pubs[""] = {k: Pub() for k in ("depth", "depth_info", "colored", "points")}
+        node._pubs[""] = {k: FakePub() for k in ("depth", "depth_info", "colored", "points")}
         node.cameras[0].offer(cv.numpy_to_image(rgb, "rgb8", header(1, 0, "cam")))
         node.process_pending()
         (msg,) = node._pubs[""]["depth"].msgs

@@ -69,7 +69,7 @@ GOOD["cameras"] = []
 @pytest.mark.parametrize("change, match", [
     ({"depth_scale": 0.0}, "depth_scale"),
     ({"depth_scale": float("nan")}, "depth_scale"),
-    ({"min_depth": 5.0, "max_depth": 4.0}, "min_depth < max_depth"),
+    ({"cloud_min_range": 5.0, "cloud_max_range": 4.0}, "cloud_min_range < cloud_max_range"),
     ({"cloud_stride": 0}, "cloud_stride"),
     ({"cloud_stride": 2.0}, "integer"),
     ({"colormap": "rainbowz"}, "colormap"),
@@ -86,6 +86,6 @@ def test_validate_rejects_with_reason(change, match):
 
 
 def test_validate_accepts_good_changes():
-    ok = {**GOOD, "depth_scale": 5.4, "min_depth": 1.0, "max_depth": 80.0, "cloud_stride": 4, "colormap": "turbo",
+    ok = {**GOOD, "depth_scale": 5.4, "cloud_min_range": 1.0, "cloud_max_range": 80.0, "cloud_stride": 4, "colormap": "turbo",
           "device": "cuda:1", "cameras": ["cam0", "rig/left"], "output_resolution": "model"}
     assert params.validate(ok) is None

@@ -14,7 +14,7 @@ from md2_ros.ros.conversions import ConversionError
 from md2_ros.ros.depth_node import DepthNode
 from md2_ros.io.intrinsics import match_scale
 from md2_ros.ros.conversions import camera_info_from_kitti
-from ros_helpers import header
+from ros_helpers import FakePub, header
 
 K_FULL = np.array([[721.5, 0, 609.6, 44.9], [0, 721.5, 172.9, 0.2], [0, 0, 1, 0.0027]])
 
@@ -29,17 +29,6 @@ class FakeModel:
     def predict_batch(self, images):
         self.calls += 1
         return [1.0 + img[..., 0].astype(np.float32) / 25.5 for img in images]
-
-
-class FakePub:
-    def __init__(self):
-        self.msgs = []
-
-    def publish(self, msg):
-        self.msgs.append(msg)
-
-    def get_subscription_count(self):
-        return 1
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +90,8 @@ def test_handler_known_answer_and_header_identity(node):
 @pytest.mark.parametrize("name, value, match", [
     ("depth_scale", -1.0, "depth_scale"),
     ("colormap", "nope", "colormap"),
-    ("max_depth", 0.01, "min_depth < max_depth"),
+    ("cloud_max_range", 0.01, "cloud_min_range < cloud_max_range"),
+    ("max_depth", 0.01, "cloud_min_range < cloud_max_range"),   # the deprecated alias is checked the same way
     ("cloud_stride", 100, ""),          # outside the descriptor's IntegerRange: rclpy's own reason
     ("model_path", "/x", "read-only"),
     ("device", "cpu", "read-only"),
@@ -112,6 +102,14 @@ def test_invalid_runtime_changes_rejected_with_reason(node, name, value, match):
     (result,) = node.set_parameters([Parameter(name, value=value)])
     assert not result.successful and match in result.reason and result.reason
     assert node.values == before
+
+
+def test_deprecated_cloud_clipping_aliases_still_apply(node):
+    """min_depth / max_depth were the node's cloud clipping; they now only forward to cloud_*_range."""
+    (result,) = node.set_parameters([Parameter("max_depth", value=50.0)])
+    assert result.successful and node.settings.cloud_max_range == 50.0 and node.values["cloud_max_range"] == 50.0
+    (result,) = node.set_parameters([Parameter("cloud_max_range", value=100.0)])
+    assert result.successful and node.settings.cloud_max_range == 100.0
 
 
 def test_valid_runtime_change_applies_to_next_frame(node):
