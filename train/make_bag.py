@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from md2_ros.io import kitti as kcalib
-from md2_ros.io.bags import make_header, typestore
+from md2_ros.io.bags import COMPRESSED_TYPE, IMAGE_TYPE, INFO_TYPE, make_header, typestore
 from md2_ros.io.intrinsics import scale_intrinsics
 from md2_ros.io.kitti import find_drives, read_timestamps
 from md2_ros.io.images import read_image_file
@@ -60,85 +60,101 @@ def _frames(drive: Path, cam: int) -> dict[int, Path]:
     return {int(p.stem): p for p in sorted(d.iterdir()) if p.stem.isdigit() and p.suffix.lower() in (".png", ".jpg", ".jpeg")}
 
 
-def write_kitti_bag(src, out, *, compressed: bool = False, fmt: str = "png", rate: float = 10.0, camera: int = 2,
-                    stereo: bool = False, topic_prefix: str = "/camera", frames: tuple | None = None,
-                    storage: str = "mcap", overwrite: bool = False) -> dict:
-    """Write the bag (see module docstring). Returns {"path", "topics": {topic: count}, "frames"}."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
+def _output(out: Path, overwrite: bool, storage: str):
+    """(storage plugin, single-file?, folder rosbags writes into) for ``out``; clears ``out`` if allowed."""
+    from rosbags.rosbag2 import StoragePlugin
 
-    out = Path(out)
     if out.exists():
         if not overwrite:
             raise FileExistsError(f"{out} exists (pass --overwrite)")
         shutil.rmtree(out) if out.is_dir() else out.unlink()
-    if fmt not in ("png", "jpeg"):
-        raise ValueError(f"format must be png or jpeg, got {fmt!r}")
     single = out.suffix in (".mcap", ".db3")
     plugin = {"mcap": StoragePlugin.MCAP, ".mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3,
               ".db3": StoragePlugin.SQLITE3}[out.suffix if single else storage]
-    ts = typestore()
-    T = ts.types
+    return plugin, single, out.with_name(out.name + f".tmp{os.getpid()}") if single else out
+
+
+def _image_msg(T, header, path: Path, rgb: np.ndarray, compressed: bool, fmt: str):
+    if not compressed:
+        h, w = rgb.shape[:2]
+        return T[IMAGE_TYPE](header=header, height=h, width=w, encoding="rgb8", is_bigendian=0, step=w * 3,
+                             data=rgb.reshape(-1))
+    same = path.suffix.lower() == (".png" if fmt == "png" else ".jpg")
+    data = np.fromfile(path, dtype=np.uint8) if same else np.frombuffer(
+        cv2.imencode("." + fmt, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes(), np.uint8)
+    return T[COMPRESSED_TYPE](header=header, format=f"rgb8; {fmt} compressed bgr8", data=data)
+
+
+def _info_msg(T, header, P_rect, rect_size, width: int, height: int, tx: float):
+    K, P = camera_info_matrices(P_rect, rect_size, (width, height), tx)
+    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    return T[INFO_TYPE](header=header, height=height, width=width, distortion_model="plumb_bob", d=np.zeros(5),
+                        k=K.reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0, roi=roi)
+
+
+class _BagOut:
+    """The open writer with one image and one CameraInfo connection per camera, and message counts."""
+
+    def __init__(self, writer, ts, cams: list, prefix: str, stereo: bool, compressed: bool):
+        self.writer, self.ts, self.counts, self.conns = writer, ts, {}, {}
+        names = {2: "left", 3: "right"} if stereo else {c: None for c in cams}
+        for c in cams:
+            ns = prefix + (f"/{names[c]}" if names[c] else "")
+            img = (ns + ("/image_raw/compressed" if compressed else "/image_raw"),
+                   COMPRESSED_TYPE if compressed else IMAGE_TYPE)
+            self.conns[c] = [(topic, typ, writer.add_connection(topic, typ, typestore=ts))
+                             for topic, typ in (img, (ns + "/camera_info", INFO_TYPE))]
+
+    def write(self, cam: int, stamp: int, image, info) -> None:
+        for (topic, typ, conn), msg in zip(self.conns[cam], (image, info)):
+            self.writer.write(conn, stamp, self.ts.serialize_cdr(msg, typ))
+            self.counts[topic] = self.counts.get(topic, 0) + 1
+
+
+def _write_drive(bag: _BagOut, drive: Path, d_idx: int, cams: list, opts: dict) -> int:
+    """Every frame all ``cams`` have (``opts["frames"]`` slice) of one drive; returns the frame count."""
+    cal_dir, T = drive.parent, bag.ts.types
+    per_cam = {c: _frames(drive, c) for c in cams}
+    ids = sorted(set.intersection(*(set(v) for v in per_cam.values())))
+    ids = ids[slice(*opts["frames"])] if opts["frames"] is not None else ids
+    baseline = kcalib.stereo_baseline(cal_dir) if opts["stereo"] else 0.0
+    setup = {}
+    for c in cams:
+        ts_file = drive / f"image_0{c}" / "timestamps.txt"
+        setup[c] = (read_timestamps(ts_file) if ts_file.exists() else None,
+                    kcalib.load_cam_intrinsics(cal_dir, c), kcalib.load_image_size(cal_dir, c))
+    for fid in ids:
+        for c in cams:
+            stamps, P_rect, rect_size = setup[c]
+            rgb = read_image_file(per_cam[c][fid])
+            stamp = stamps[fid] if stamps is not None and fid < len(stamps) else \
+                T0_NS + d_idx * 1000 * 10**9 + int(round(fid * 1e9 / opts["rate"]))
+            header = make_header(T, stamp, f"camera{c}_optical_frame")
+            tx = baseline if (opts["stereo"] and c == 3) else 0.0
+            bag.write(c, stamp, _image_msg(T, header, per_cam[c][fid], rgb, opts["compressed"], opts["fmt"]),
+                      _info_msg(T, header, P_rect, rect_size, rgb.shape[1], rgb.shape[0], tx))
+    return len(ids)
+
+
+def write_kitti_bag(src, out, *, compressed: bool = False, fmt: str = "png", rate: float = 10.0, camera: int = 2,
+                    stereo: bool = False, topic_prefix: str = "/camera", frames: tuple | None = None,
+                    storage: str = "mcap", overwrite: bool = False) -> dict:
+    """Write the bag (see module docstring). Returns {"path", "topics": {topic: count}, "frames"}."""
+    from rosbags.rosbag2 import Writer
+
+    out = Path(out)
+    if fmt not in ("png", "jpeg"):
+        raise ValueError(f"format must be png or jpeg, got {fmt!r}")
+    plugin, single, tmp_dir = _output(out, overwrite, storage)
     cams = [2, 3] if stereo else [camera]
-    prefix = topic_prefix.rstrip("/")
-    names = {2: "left", 3: "right"} if stereo else {camera: None}
+    opts = {"frames": frames, "stereo": stereo, "rate": rate, "compressed": compressed, "fmt": fmt}
     drives = find_drives(Path(src))
-    tmp_dir = out.with_name(out.name + f".tmp{os.getpid()}") if single else out
-    counts: dict[str, int] = {}
     n_frames = 0
     try:
         with Writer(tmp_dir, version=9, storage_plugin=plugin) as writer:
-            conns = {}
-            for c in cams:
-                ns = prefix + (f"/{names[c]}" if names[c] else "")
-                img_topic = ns + ("/image_raw/compressed" if compressed else "/image_raw")
-                img_type = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
-                conns[c] = (writer.add_connection(img_topic, img_type, typestore=ts),
-                            writer.add_connection(ns + "/camera_info", "sensor_msgs/msg/CameraInfo", typestore=ts),
-                            img_topic, ns + "/camera_info", img_type)
+            bag = _BagOut(writer, typestore(), cams, topic_prefix.rstrip("/"), stereo, compressed)
             for d_idx, drive in enumerate(drives):
-                cal_dir = drive.parent
-                per_cam = {c: _frames(drive, c) for c in cams}
-                ids = sorted(set.intersection(*(set(v) for v in per_cam.values())))
-                if frames is not None:
-                    ids = ids[slice(*frames)]
-                baseline = kcalib.stereo_baseline(cal_dir) if stereo else 0.0
-                setup = {}
-                for c in cams:
-                    ts_file = drive / f"image_0{c}" / "timestamps.txt"
-                    setup[c] = (read_timestamps(ts_file) if ts_file.exists() else None,
-                                kcalib.load_cam_intrinsics(cal_dir, c), kcalib.load_image_size(cal_dir, c))
-                for fid in ids:
-                    for c in cams:
-                        stamps, P_rect, rect_size = setup[c]
-                        img_conn, info_conn, img_topic, info_topic, img_type = conns[c]
-                        path = per_cam[c][fid]
-                        rgb = read_image_file(path)
-                        h, w = rgb.shape[:2]
-                        if stamps is not None and fid < len(stamps):
-                            stamp = stamps[fid]
-                        else:
-                            stamp = T0_NS + d_idx * 1000 * 10**9 + int(round(fid * 1e9 / rate))
-                        header = make_header(T, stamp, f"camera{c}_optical_frame")
-                        if compressed:
-                            same = path.suffix.lower() == (".png" if fmt == "png" else ".jpg")
-                            data = np.fromfile(path, dtype=np.uint8) if same else np.frombuffer(
-                                cv2.imencode("." + fmt, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes(), np.uint8)
-                            msg = T[img_type](header=header, format=f"rgb8; {fmt} compressed bgr8", data=data)
-                        else:
-                            msg = T[img_type](header=header, height=h, width=w, encoding="rgb8", is_bigendian=0,
-                                              step=w * 3, data=rgb.reshape(-1))
-                        tx = baseline if (stereo and c == 3) else 0.0
-                        K, P = camera_info_matrices(P_rect, rect_size, (w, h), tx)
-                        info = T["sensor_msgs/msg/CameraInfo"](
-                            header=header, height=h, width=w, distortion_model="plumb_bob", d=np.zeros(5),
-                            k=K.reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0,
-                            roi=T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                                       do_rectify=False))
-                        writer.write(img_conn, stamp, ts.serialize_cdr(msg, img_type))
-                        writer.write(info_conn, stamp, ts.serialize_cdr(info, "sensor_msgs/msg/CameraInfo"))
-                        counts[img_topic] = counts.get(img_topic, 0) + 1
-                        counts[info_topic] = counts.get(info_topic, 0) + 1
-                n_frames += len(ids)
+                n_frames += _write_drive(bag, drive, d_idx, cams, opts)
         if single:
             (storage_file,) = [p for p in tmp_dir.iterdir() if p.suffix == out.suffix]
             os.replace(storage_file, out)
@@ -147,7 +163,7 @@ def write_kitti_bag(src, out, *, compressed: bool = False, fmt: str = "png", rat
             shutil.rmtree(tmp_dir)
     if n_frames == 0:
         raise ValueError(f"no frames written from {src} (cameras {cams}, frames {frames})")
-    return {"path": str(out), "topics": counts, "frames": n_frames}
+    return {"path": str(out), "topics": bag.counts, "frames": n_frames}
 
 
 def _slice(text: str) -> tuple:
