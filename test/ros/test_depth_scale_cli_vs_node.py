@@ -20,7 +20,8 @@ def node_depth(model, rgb, depth_scale):
     rclpy.init(context=ctx)
     try:
         node = DepthNode(model=model, context=ctx, parameter_overrides=[
-            Parameter("depth_scale", value=depth_scale), Parameter("diagnostics_period", value=60.0)])
+            Parameter("depth_scale", value=depth_scale), Parameter("diagnostics_period", value=60.0),
+            Parameter("backend", value="eager")])
         node.trigger_deactivate()      # no worker thread: call the handler here
         node._pubs[""] = {k: FakePub() for k in ("depth", "depth_info", "colored", "points")}
         node.cameras[0].offer(cv.numpy_to_image(rgb, "rgb8", header(1, 0, "cam")))
@@ -42,7 +43,8 @@ def test_stereo_checkpoint_same_depth_from_cli_and_node(tmp_path):
     cv2.imwrite(str(tmp_path / "frame.png"), rgb[..., ::-1])
 
     assert md2_depth([str(tmp_path / "frame.png"), "--checkpoint", str(ckpt), "-o", str(tmp_path / "out"),
-                      "--formats", "npy", "--depth-scale", "2", "--device", "cpu", "--no-progress"]) == 0
+                      "--formats", "npy", "--depth-scale", "2", "--device", "cpu", "--backend", "eager",
+                      "--no-progress"]) == 0
     cli = np.load(tmp_path / "out" / "depth_npy" / "frame.npy")
     node = node_depth(DepthModel.load(ckpt, device="cpu"), rgb, 2.0)
 

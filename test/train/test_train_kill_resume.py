@@ -18,7 +18,8 @@ import pytest
 import torch
 from tiny_data import make_folder, train_args
 
-from md2_ros.core.checkpoint import load_model, load_state
+from md2_ros.core.checkpoint import load_state
+from md2_ros.core.model import load_model
 
 KILLS = 20
 STEPS = 5
