@@ -421,7 +421,12 @@ def run(args) -> dict:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.checkpoint or args.camera_height > 0) and not args.data_path:   # a usage error: exit 2
+        print(f"{parser.prog}: error: {'--checkpoint' if args.checkpoint else '--camera-height'} needs --data-path "
+              "(--data_path): the KITTI raw root with the images and calibration", file=sys.stderr)
+        return 2
     try:
         run(args)
     except (FileNotFoundError, ValueError, KeyError) as err:

@@ -89,5 +89,5 @@ def test_random_model_checkpoint(gt_file, kitti_mini, tmp_path):
 
 
 def test_checkpoint_needs_data_path(gt_file, capsys):
-    assert evaluate_depth.main(["--gt", str(gt_file), "--checkpoint", "x.safetensors"]) == 1
+    assert evaluate_depth.main(["--gt", str(gt_file), "--checkpoint", "x.safetensors"]) == 2   # usage error
     assert "--data_path" in capsys.readouterr().err
