@@ -12,7 +12,7 @@ from md2_ros.ros.depth_node import DepthNode
 from md2_ros.ros.diagnostics import to_status
 from md2_ros.ros.conversions import camera_info_from_kitti
 from md2_ros.synthetic import CAMERA_HEIGHT, render_sequence
-from ros_helpers import header
+from ros_helpers import FakePub, header
 
 FACTOR = 7.3      # the unknown scale: the fake network predicts true depth / FACTOR
 
@@ -34,24 +34,13 @@ class RelativeModel:
                 for img in images]
 
 
-class Pub:
-    def __init__(self):
-        self.msgs = []
-
-    def publish(self, msg):
-        self.msgs.append(msg)
-
-    def get_subscription_count(self):
-        return 1
-
-
 def make_node(model, **params):
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     overrides = [Parameter("diagnostics_period", value=60.0)] + [Parameter(k, value=v) for k, v in params.items()]
     node = DepthNode(model=model, context=ctx, parameter_overrides=overrides)
     node.trigger_deactivate()
-    node._pubs[""] = {k: Pub() for k in ("depth", "depth_info", "colored", "points")}
+    node._pubs[""] = {k: FakePub() for k in ("depth", "depth_info", "colored", "points")}
     return node, ctx
 
 
