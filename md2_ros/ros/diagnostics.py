@@ -78,14 +78,19 @@ def scale_fields(rep) -> dict:
             "ground_inlier_share": share, "scale_note": rep.note}
 
 
-def to_status(name: str, hardware_id: str, w: dict) -> DiagnosticStatus:
-    """DiagnosticStatus from a ``CameraStats.window()`` dict.
+def to_status(name: str, hardware_id: str, w: dict, lifecycle_state: str = "active") -> DiagnosticStatus:
+    """DiagnosticStatus from a ``CameraStats.window()`` dict and the node's lifecycle state.
 
-    STALE: no input in the window; WARN: bad messages in the window, no usable CameraInfo
-    (cloud and depth/camera_info skipped), or a camera-height scale asked for but unset; OK otherwise.
-    The values always include the scale, its source and the ground fit's inlier share.
+    Not active (unconfigured/inactive/finalized): OK, "<state>: not processing images" (deliberate,
+    not a fault; monitoring sees the state). Active: STALE with no input in the window; WARN with bad
+    messages in the window, no usable CameraInfo (cloud and depth/camera_info skipped), or a camera-height
+    scale asked for but unset; OK otherwise. The values always include the scale, its source and the
+    ground fit's inlier share.
     """
-    if w["input_rate_hz"] == 0:
+    w = {"lifecycle_state": lifecycle_state, **w}
+    if lifecycle_state != "active":
+        level, message = DiagnosticStatus.OK, f"{lifecycle_state} (lifecycle): not processing images"
+    elif w["input_rate_hz"] == 0:
         level, message = DiagnosticStatus.STALE, "no input images"
     elif w["rejected_in_window"]:
         level, message = DiagnosticStatus.WARN, f"rejected {w['rejected_in_window']} message(s): {w['last_error']}"

@@ -32,7 +32,13 @@ SPECS: dict[str, Spec] = {
                                    "(a candidate that would overrun is skipped)", True, float_range=(0.0, 3600.0)),
     "cameras": Spec(None, "Camera namespaces served by this process, e.g. [cam0, cam1]; empty = one camera "
                           "using image_raw/camera_info relative to the node namespace", True),
-    "use_compressed": Spec(False, "Also subscribe to image_raw/compressed (jpeg/png)", True),
+    "image_transport": Spec("raw", "raw: subscribe <image> (sensor_msgs/Image); compressed: subscribe "
+                                   "<image>/compressed (jpeg/png). One subscription per camera", True),
+    "rectify": Spec(True, "true: subscribe image_raw and rectify it with camera_info's D/K/R/P; false: "
+                          "subscribe image_rect (already rectified, e.g. by image_proc)", True),
+    "legacy_topics": Spec(True, "Also publish the deprecated 0.1 names ~/depth, ~/depth_colored, ~/points "
+                                "while someone subscribes to them (removed in the next release)", True),
+    "use_compressed": Spec(False, "Deprecated: use image_transport:=compressed", True),
     "autostart": Spec(True, "Configure and activate the lifecycle node at start-up", True),
     "torch_threads": Spec(0, "torch intra-op CPU threads (0 = torch default)", True, int_range=(0, 256)),
     "diagnostics_period": Spec(1.0, "Seconds between /diagnostics messages", True, float_range=(0.1, 60.0)),
@@ -51,8 +57,8 @@ SPECS: dict[str, Spec] = {
     "min_depth": Spec(math.nan, "DEPRECATED alias of cloud_min_range (removed in the next release)"),
     "max_depth": Spec(math.nan, "DEPRECATED alias of cloud_max_range (removed in the next release)"),
     "cloud_stride": Spec(1, "Cloud: keep every Nth pixel in each direction", int_range=(1, 64)),
-    "publish_colorized": Spec(True, "Publish ~/depth_colored (only when someone subscribes)"),
-    "colormap": Spec("magma", "OpenCV colormap for ~/depth_colored: " + ", ".join(sorted(COLORMAPS))),
+    "publish_colorized": Spec(True, "Publish ~/depth/colorized (only when someone subscribes)"),
+    "colormap": Spec("magma", "OpenCV colormap for ~/depth/colorized: " + ", ".join(sorted(COLORMAPS))),
     "output_resolution": Spec("input", "input: depth at the camera image size; model: at the network size "
                                        "(K/P scaled in ~/depth/camera_info)"),
 }
@@ -90,6 +96,8 @@ def validate(values: dict) -> str | None:
         return f"need 0 <= cloud_min_range < cloud_max_range, got {lo}, {hi}"
     if "colormap" in v and v["colormap"] not in COLORMAPS:
         return f"colormap {v['colormap']!r} unknown; choose from {sorted(COLORMAPS)}"
+    if "image_transport" in v and v["image_transport"] not in ("raw", "compressed"):
+        return f"image_transport must be 'raw' or 'compressed', got {v['image_transport']!r}"
     if "output_resolution" in v and v["output_resolution"] not in ("input", "model"):
         return f"output_resolution must be 'input' or 'model', got {v['output_resolution']!r}"
     cams = v.get("cameras") or []

@@ -19,7 +19,8 @@ from . import conversions as cv
 from ..core.ground_scale import GroundParams
 from ..core.metric_scale import MetricScaler
 from .diagnostics import CameraStats
-from ..io.intrinsics import match_scale, projection_matrix
+from ..io.intrinsics import match_scale
+from .rectify import Rectifier, rectified_camera_info
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Settings:
     scale_window: int = 15             # frames in the median of the ground scale
     checkpoint_metric: bool = False    # the model predicts metres by itself
     checkpoint_scale_source: str = ""  # how it learnt them (stereo, odometry, ...)
+    rectify: bool = True               # rectify image_raw with the CameraInfo before the network
 
     def updated(self, values: dict) -> "Settings":
         known = {k: v for k, v in values.items() if k in self.__dataclass_fields__}
@@ -46,10 +48,14 @@ class Settings:
 
 @dataclass
 class Prepared:
-    """A decoded frame waiting for the network."""
+    """A decoded (and rectified) frame waiting for the network."""
     header: object
     rgb: np.ndarray          # at the output size, H×W×3 uint8 RGB
     in_size: tuple           # (width, height) of the received image
+    info: object = None      # the CameraInfo matched to this frame, or None
+    scale: tuple = (1.0, 1.0)   # (sx, sy) from the CameraInfo's pixels to the received image's
+    info_error: str = ""     # why no CameraInfo could be used (when info is None)
+    rectified: bool = False  # remapped with the CameraInfo's D/K/R/P (identity calibrations count)
 
 
 @dataclass
@@ -60,6 +66,11 @@ class Outputs:
     cloud: object = None
     colored: Image | None = None
     notes: list = field(default_factory=list)   # (key, text) warnings for the node to log, throttled
+
+
+def same_frame(a: str, b: str) -> bool:
+    """frame_ids name the same tf frame: tf2 ignores a leading '/' (ROS 1 style)."""
+    return a.lstrip("/") == b.lstrip("/")
 
 
 class CameraPipeline:
@@ -74,10 +85,15 @@ class CameraPipeline:
         self._slot = None
         self._lock = threading.Lock()
         self.scaler = MetricScaler()
+        self.rectifier = Rectifier()
 
     # -- inputs (executor thread) ------------------------------------------------------
     def on_camera_info(self, msg) -> None:
         self._info = msg
+
+    @property
+    def has_camera_info(self) -> bool:
+        return self._info is not None
 
     def offer(self, msg) -> None:
         """Keep only the newest image; an unprocessed older one is dropped and counted."""
@@ -98,7 +114,11 @@ class CameraPipeline:
 
     # -- processing (worker thread) --------------------------------------------------------
     def prepare(self, msg, settings: Settings) -> Prepared:
-        """Decode and validate ``msg`` (Image or CompressedImage); ConversionError on bad input."""
+        """Decode, validate and rectify ``msg`` (Image or CompressedImage); ConversionError on a bad image.
+
+        An unusable or missing CameraInfo does not reject the image: it is processed unrectified and
+        published without cloud or depth/camera_info (``info_error`` says why).
+        """
         if isinstance(msg, CompressedImage):
             rgb = cv.compressed_to_rgb(msg)
         elif isinstance(msg, Image):
@@ -108,19 +128,39 @@ class CameraPipeline:
         h, w = rgb.shape[:2]
         if h < 2 or w < 2:
             raise cv.ConversionError(f"image {w}x{h} is too small for the network")
+        prep = Prepared(msg.header, rgb, (w, h))
+        self._attach_info(prep, settings)
         if settings.output_resolution == "model" and (h, w) != tuple(settings.model_size):
             mh, mw = settings.model_size
-            rgb = cv2.resize(rgb, (mw, mh), interpolation=cv2.INTER_AREA)
-        return Prepared(msg.header, rgb, (w, h))
+            prep.rgb = cv2.resize(prep.rgb, (mw, mh), interpolation=cv2.INTER_AREA)
+        return prep
 
-    def _intrinsics(self, prep: Prepared, out_w: int, out_h: int):
-        """(K 3×3 for the output image, CameraInfo for it) or raise ConversionError."""
+    def _attach_info(self, prep: Prepared, settings: Settings) -> None:
+        """Match the latest CameraInfo to ``prep`` and rectify its image with it when asked to."""
         info = self._info
         if info is None:
-            raise cv.ConversionError("no CameraInfo received yet")
-        sx, sy = match_scale(info, prep.header.frame_id, *prep.in_size)
-        sx, sy = sx * out_w / prep.in_size[0], sy * out_h / prep.in_size[1]
-        return projection_matrix(info, sx, sy), cv.scaled_camera_info(info, prep.header, sx, sy, out_w, out_h)
+            prep.info_error = "no CameraInfo received yet"
+            return
+        try:
+            frame = info.header.frame_id if same_frame(info.header.frame_id, prep.header.frame_id) \
+                else prep.header.frame_id
+            prep.scale = match_scale(info, frame, *prep.in_size)
+            if settings.rectify:
+                prep.rgb = self.rectifier.rectify(prep.rgb, info, *prep.scale)
+                prep.rectified = True
+        except cv.ConversionError as e:
+            prep.info_error = str(e)
+            return
+        prep.info = info
+
+    def _intrinsics(self, prep: Prepared, out_w: int, out_h: int):
+        """(K 3×3 for the output image, CameraInfo describing it) or raise ConversionError."""
+        if prep.info is None:
+            raise cv.ConversionError(prep.info_error or "no CameraInfo")
+        sx = prep.scale[0] * out_w / prep.in_size[0]
+        sy = prep.scale[1] * out_h / prep.in_size[1]
+        info = rectified_camera_info(prep.info, prep.header, sx, sy, out_w, out_h)
+        return np.reshape(info.p, (3, 4))[:, :3], info
 
     def finish(self, prep: Prepared, depth: np.ndarray, settings: Settings,
                want_cloud: bool = True, want_colored: bool = True) -> Outputs:

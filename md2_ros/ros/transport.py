@@ -10,11 +10,13 @@ subscriber); a camera driver publishing big best-effort images needs it too:
     python -m md2_ros.ros.transport > fastdds_md2.xml
     export FASTDDS_DEFAULT_PROFILES_FILE=$PWD/fastdds_md2.xml   # for the camera driver
 
+The profile file is deleted once the node exists (and at exit): nothing is left in /tmp.
 Set MD2_FASTDDS_SHM_MB=0 to leave Fast DDS alone. Nothing is changed when a profiles file
 is already configured or another RMW is selected.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import tempfile
@@ -66,7 +68,18 @@ def configure_fastdds(env=os.environ) -> str | None:
     with os.fdopen(fd, "w") as f:
         f.write(profile_xml(segment_mb))
     env["FASTDDS_DEFAULT_PROFILES_FILE"] = path
+    atexit.register(remove_profile, path)       # in-process users (demo, bench) leave nothing behind either
     return path
+
+
+def remove_profile(path: str | None) -> None:
+    """Delete a profile written by :func:`configure_fastdds` (Fast DDS reads it once, when the first
+    participant is created, so the node removes it right after creating itself). Idempotent."""
+    if path:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 if __name__ == "__main__":

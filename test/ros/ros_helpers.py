@@ -90,6 +90,10 @@ class NodeProcess:
         return self.log_path.read_text()
 
 
+# Harness kinds (the 0.1 names the tests were written with) -> md2_ros.ros.topics keys.
+OUTPUT_KEYS = {"depth": "depth", "depth/camera_info": "depth_info", "depth_colored": "colored", "points": "points"}
+
+
 def stamp_key(h) -> tuple:
     return (h.stamp.sec, h.stamp.nanosec, h.frame_id)
 
@@ -101,6 +105,8 @@ class Harness:
     def __init__(self, name="md2_test_harness", cameras=("",), node_ns="/depth_node", compressed=True):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
+
+        from md2_ros.ros.topics import topic_names
         from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
@@ -120,9 +126,10 @@ class Harness:
             if compressed:
                 self.pub[cam]["compressed"] = self.node.create_publisher(
                     CompressedImage, f"/{pre}image_raw/compressed", qos_profile_sensor_data)
+            names = topic_names(cam)
             for kind, typ in (("depth", Image), ("depth/camera_info", CameraInfo), ("depth_colored", Image),
                               ("points", PointCloud2)):
-                topic = f"{node_ns}/{pre}{kind}"
+                topic = f"{node_ns}/{names[OUTPUT_KEYS[kind]][2:]}"    # ~/x -> <node>/x
                 self.node.create_subscription(typ, topic, self._recorder(cam, kind), 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
 

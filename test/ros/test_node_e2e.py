@@ -1,10 +1,11 @@
-"""End-to-end: the depth node in a subprocess (python -m md2_ros.ros.run, real rclpy, a small
+"""End-to-end: the depth node in a subprocess (raw image transport; the compressed transport is in
+test_node_conventions.py) (python -m md2_ros.ros.run, real rclpy, a small
 random checkpoint) fed real KITTI frames and bad messages over real topics. One node per module."""
 import cv2
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import Image
 
 from md2_ros.ros import conversions as cv
 from ros_helpers import Harness, NodeProcess, header, kitti_camera_info, kitti_frame, write_params
@@ -16,7 +17,7 @@ FRAME = "camera2_optical"
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory, small_model_path, kitti_mini):
     tmp = tmp_path_factory.mktemp("e2e")
-    params = write_params(tmp / "depth.yaml", small_model_path, use_compressed=True, diagnostics_period=0.2,
+    params = write_params(tmp / "depth.yaml", small_model_path, diagnostics_period=0.2,
                           torch_threads=1, backend="eager")   # auto's choice is tested in test_node_backend.py
     proc = NodeProcess(params, log_path=tmp / "node.log")
     harness = Harness()
@@ -172,19 +173,6 @@ def test_bad_image_rejected_then_next_good_frame_served(e2e, name, make, match):
     expect_served(h, kitti, 3000 + BAD.index(next(b for b in BAD if b[0] == name)))
 
 
-def test_corrupt_jpeg_rejected_and_good_jpeg_served(e2e):
-    h, proc, kitti = e2e
-    rgb = kitti_frame(kitti, 9, (W, H))
-    data = cv2.imencode(".jpg", rgb[..., ::-1])[1].tobytes()
-    expect_rejected(h, CompressedImage(header=header(4000, 0, FRAME), format="jpeg", data=data[:200]), "corrupt",
-                    kind="compressed")
-    good = CompressedImage(header=header(4001, 5, FRAME), format="jpeg", data=data)
-    out = h.send(good, info_for(kitti), kind="compressed", wait_for=("depth", "points"))
-    assert out["depth"] is not None and (out["depth"].width, out["depth"].height) == (W, H)
-    assert out["points"] is not None and out["points"].header.stamp.nanosec == 5
-    assert proc.alive()
-
-
 def no_output(h, kind, hdr, wait=0.5):
     h.wait(lambda: False, wait)
     return h.output(kind, hdr) is None
@@ -247,8 +235,6 @@ def test_random_messages_over_topics_then_good_frame(e2e):
         h.pub[""]["image"].publish(Image(header=header(7000 + i, 0, FRAME), width=w, height=hh, step=step,
                                          encoding=enc, is_bigendian=bool(rng.integers(2)),
                                          data=rng.integers(0, 256, n, dtype=np.uint8).tobytes()))
-        h.pub[""]["compressed"].publish(CompressedImage(header=header(7100 + i, 0, FRAME), format="jpeg",
-                                                        data=b"\xff\xd8\xff" + rng.bytes(int(rng.integers(0, 99)))))
         h.wait(lambda: False, 0.02)
     expect_served(h, kitti, 7500)
     assert proc.alive()
