@@ -102,7 +102,7 @@ class Harness:
     """Test-side node: publishes image/camera_info for each camera prefix and records every
     output by (stamp, frame_id). Spins only inside ``wait``."""
 
-    def __init__(self, name="md2_test_harness", cameras=("",), node_ns="/depth_node", compressed=True):
+    def __init__(self, name="md2_test_harness", cameras=("",), node_ns="/depth_node", compressed=True, inputs="/"):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
 
@@ -119,13 +119,14 @@ class Harness:
         self.pub, self.got, self.diagnostics = {}, {}, []
         for cam in cameras:
             pre = f"{cam}/" if cam else ""
+            src = inputs.rstrip("/") + "/" + pre          # where the node reads (its namespace, or remapped)
             self.pub[cam] = {
-                "image": self.node.create_publisher(Image, f"/{pre}image_raw", qos_profile_sensor_data),
-                "camera_info": self.node.create_publisher(CameraInfo, f"/{pre}camera_info", qos_profile_sensor_data),
+                "image": self.node.create_publisher(Image, f"{src}image_raw", qos_profile_sensor_data),
+                "camera_info": self.node.create_publisher(CameraInfo, f"{src}camera_info", qos_profile_sensor_data),
             }
             if compressed:
                 self.pub[cam]["compressed"] = self.node.create_publisher(
-                    CompressedImage, f"/{pre}image_raw/compressed", qos_profile_sensor_data)
+                    CompressedImage, f"{src}image_raw/compressed", qos_profile_sensor_data)
             names = topic_names(cam)
             for kind, typ in (("depth", Image), ("depth/camera_info", CameraInfo), ("depth_colored", Image),
                               ("points", PointCloud2)):
