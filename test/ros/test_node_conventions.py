@@ -38,9 +38,11 @@ def live(request):
     params = getattr(request, "param", {})
     node = LiveNode(**params)
     harness = Harness(name="md2_conventions_harness")
+    kind = "compressed" if node.node.transport == "compressed" else "image"
+    outputs = [s for s in harness.node.subscriptions if "/depth_node/" in s.topic_name]
     try:
-        assert harness.wait(lambda: node.node.count_publishers("/diagnostics") > 0 and any(
-            p.get_subscription_count() for p in harness.pub[""].values()), 20.0), "node did not subscribe"
+        assert harness.wait(lambda: harness.pub[""][kind].get_subscription_count() > 0 and all(
+            s.get_publisher_count() > 0 for s in outputs), 20.0), "node and harness did not connect"
         yield node, harness
     finally:
         harness.close()
@@ -128,8 +130,9 @@ def test_diagnostics_keep_reporting_the_lifecycle_state_while_inactive(live):
     from lifecycle_msgs.msg import Transition
     node, h = live
     lifecycle(h, Transition.TRANSITION_DEACTIVATE)
+    assert h.wait(lambda: h.latest_status("depth_node")[1].get("lifecycle_state") == "inactive", 10.0)
     n = len(h.diagnostics)
-    assert h.wait(lambda: len(h.diagnostics) >= n + 2, 5.0), "no diagnostics while inactive"
+    assert h.wait(lambda: len(h.diagnostics) >= n + 2, 10.0), "diagnostics stopped while inactive"
     st, values = h.latest_status("depth_node")
     assert values["lifecycle_state"] == "inactive" and "inactive" in st.message
     assert h.pub[""]["image"].get_subscription_count() == 0        # inactive: images not subscribed
