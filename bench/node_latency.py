@@ -88,10 +88,10 @@ class Bench:
         self.arrivals: dict[int, int] = {}
         self.infer_ms: list[float] = []
         self.lock = threading.Lock()
-        self.node.create_subscription(Image, "/depth_node/depth", self._on_depth, 10)
+        self.node.create_subscription(Image, "/depth_node/depth/image_rect", self._on_depth, 10)
         if all_outputs:
-            self.node.create_subscription(PointCloud2, "/depth_node/points", lambda m: None, 1)
-            self.node.create_subscription(Image, "/depth_node/depth_colored", lambda m: None, 1)
+            self.node.create_subscription(PointCloud2, "/depth_node/depth/points", lambda m: None, 1)
+            self.node.create_subscription(Image, "/depth_node/depth/colorized", lambda m: None, 1)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.executor = rclpy.executors.SingleThreadedExecutor()
         self.executor.add_node(self.node)
@@ -110,7 +110,7 @@ class Bench:
                 self.infer_ms.append(float(values["inference_ms"]))
 
     def connected(self) -> bool:
-        return self.pub.get_subscription_count() > 0 and self.node.count_publishers("/depth_node/depth") > 0
+        return self.pub.get_subscription_count() > 0 and self.node.count_publishers("/depth_node/depth/image_rect") > 0
 
     def send(self, i: int) -> int:
         from sensor_msgs.msg import Image
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
     ap.add_argument("--torch-threads", type=int, default=1, help="torch threads in node and model timing (0 = default)")
     ap.add_argument("--default-transport", action="store_true",
                     help="leave Fast DDS defaults (512 KiB SHM segment) in bench and node")
-    ap.add_argument("--all-outputs", action="store_true", help="also subscribe to ~/points and ~/depth_colored")
+    ap.add_argument("--all-outputs", action="store_true", help="also subscribe to ~/depth/points and ~/depth/colorized")
     ap.add_argument("--kitti", type=pathlib.Path,
                     default=pathlib.Path(os.environ.get("MD2_SHARED", ROOT.parent / "shared")) / "data" / "kitti_mini")
     args = ap.parse_args(argv)
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
     for r in rows:
         r["model_ms"] = model_ms
         r["overhead_pct"] = 100 * (r["mean_ms"] - model_ms) / model_ms
-    outputs = "depth + points + depth_colored" if args.all_outputs else "depth only"
+    outputs = "depth/image_rect + depth/points + depth/colorized" if args.all_outputs else "depth only"
     print(f"\nnode on {args.device}, torch threads {args.torch_threads or 'default'}, {w}x{h} rgb8, "
           f"subscribed: {outputs}, model {model_ms:.1f} ms (p99 {model_p99:.1f})")
     print("| mode | sent | received | drop % | output Hz | latency mean ms | p50 | p99 | node inference ms | "
