@@ -110,7 +110,8 @@ class Bench:
                 self.infer_ms.append(float(values["inference_ms"]))
 
     def connected(self) -> bool:
-        return self.pub.get_subscription_count() > 0 and self.node.count_publishers("/depth_node/depth/image_rect") > 0
+        return self.pub.get_subscription_count() > 0 and \
+            self.node.count_publishers("/depth_node/depth/image_rect") > 0
 
     def send(self, i: int) -> int:
         from sensor_msgs.msg import Image
