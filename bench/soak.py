@@ -36,7 +36,7 @@ RSS_LIMIT = 0.05
 
 def synthetic_frames(w: int, h: int, n: int = 20):
     """(frames RGB, CameraInfo) of the synthetic scene: exact pinhole intrinsics, no distortion."""
-    from md2_ros.ros.intrinsics import camera_info_from_kitti
+    from md2_ros.ros.conversions import camera_info_from_kitti
     from md2_ros.synthetic import render_sequence
     seq = render_sequence(num_frames=n, height=h, width=w)
     P = np.hstack([seq.K, np.zeros((3, 1))])
@@ -47,7 +47,7 @@ def kitti_frames(w: int, h: int, n: int = 20):
     import cv2
 
     from md2_ros.io.kitti import read_calib_file
-    from md2_ros.ros.intrinsics import camera_info_from_kitti
+    from md2_ros.ros.conversions import camera_info_from_kitti
     kitti = pathlib.Path(os.environ.get("MD2_SHARED", ROOT.parent / "shared")) / "data" / "kitti_mini"
     files = sorted((kitti / "2011_09_26/2011_09_26_drive_seq78_sync/image_02/data").glob("*.png"))[:n]
     if not files:

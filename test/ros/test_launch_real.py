@@ -12,7 +12,7 @@ import pytest
 
 from colcon_ws import install_env
 from md2_ros.ros import conversions as cv
-from md2_ros.ros.intrinsics import camera_info_from_kitti
+from md2_ros.ros.conversions import camera_info_from_kitti
 from ros_helpers import Harness, header
 
 DRIVER = os.path.join(os.path.dirname(__file__), "launch_driver.py")

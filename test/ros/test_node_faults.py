@@ -12,7 +12,7 @@ from rclpy.parameter import Parameter
 from md2_ros.ros import conversions as cv
 from md2_ros.ros import pipeline
 from md2_ros.ros.depth_node import DepthNode, is_out_of_memory
-from md2_ros.ros.intrinsics import camera_info_from_kitti
+from md2_ros.ros.conversions import camera_info_from_kitti
 from ros_helpers import ROOT, header
 
 K_FULL = np.array([[721.5, 0, 609.6, 44.9], [0, 721.5, 172.9, 0.2], [0, 0, 1, 0.0027]])
