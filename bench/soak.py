@@ -224,6 +224,7 @@ def main(argv=None) -> int:
     ap.add_argument("--torch-threads", type=int, default=1)
     ap.add_argument("--rate", type=float, default=0.0, help="open loop at this rate (Hz); 0 = closed loop")
     ap.add_argument("--timeout", type=float, default=5.0, help="closed loop: seconds before a frame counts as dropped")
+    ap.add_argument("--startup-timeout", type=float, default=600.0, help="seconds for the node to come up")
     args = ap.parse_args(argv)
     if args.frames < 2 * args.every:
         raise SystemExit("--frames must cover at least two report windows (2 x --every)")
@@ -240,7 +241,7 @@ def main(argv=None) -> int:
         proc = start_node(pathlib.Path(tmp), args)
         player = Player(frames, info)
         try:
-            end = time.monotonic() + 120
+            end = time.monotonic() + args.startup_timeout
             while not player.connected() and time.monotonic() < end and proc.poll() is None:
                 time.sleep(0.1)
             if not player.connected():

@@ -192,7 +192,7 @@ def test_node_start_failures_exit_with_reason(extra, code, message):
     import subprocess
     yaml_path = str(ROOT / "config" / "depth.yaml")
     cmd = [sys.executable, "-m", "md2_ros.ros.run", "--params-file", yaml_path, "--model-path", "/nonexistent/m.st"]
-    proc = subprocess.run(cmd + extra, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(cmd + extra, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == code, proc.stderr + proc.stdout
     assert message in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
