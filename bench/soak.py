@@ -23,14 +23,14 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-OUTPUTS = ("depth", "depth_info", "colored", "points")
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+from node_latency import Bench  # noqa: E402  (the same publisher as the latency bench)
+
 RSS_LIMIT = 0.05
 
 
@@ -59,61 +59,34 @@ def kitti_frames(w: int, h: int, n: int = 20):
     return frames, camera_info_from_kitti(calib["P_rect_02"], w, h, "camera2_optical", w / w0, h / h0)
 
 
-class Player:
-    """Publishes frames + CameraInfo; records, per input stamp, which outputs arrived and when depth did."""
+class Player(Bench):
+    """node_latency's publisher (frames + CameraInfo, depth arrival times in ``arrivals``), also recording
+    which of the other outputs arrived for each input stamp."""
+
+    OTHERS = ("depth_info", "colored", "points")
 
     def __init__(self, frames, info):
-        import rclpy
-        from rclpy.qos import qos_profile_sensor_data
         from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-        from md2_ros.ros.conversions import numpy_to_image
         from md2_ros.ros.topics import topic_names
-        self.rclpy = rclpy
-        rclpy.init()
-        self.node = rclpy.create_node("md2_soak_player")
-        self.pub = self.node.create_publisher(Image, "/image_raw", qos_profile_sensor_data)
-        self.info_pub = self.node.create_publisher(CameraInfo, "/camera_info", qos_profile_sensor_data)
-        self.templates, self.info = [numpy_to_image(f, "rgb8") for f in frames], info
-        self.lock = threading.Lock()
+        super().__init__(frames, info, all_outputs=False)
         self.seen: dict[int, set] = {}
-        self.depth_at: dict[int, int] = {}
         names = topic_names("")
-        for key, typ in zip(OUTPUTS, (Image, CameraInfo, Image, PointCloud2)):
+        for key, typ in zip(self.OTHERS, (CameraInfo, Image, PointCloud2)):
             self.node.create_subscription(typ, "/depth_node/" + names[key][2:], self._recorder(key), 10)
-        self.executor = rclpy.executors.SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
 
     def _recorder(self, key):
         def cb(msg):
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             with self.lock:
-                self.seen.setdefault(stamp, set()).add(key)
-                if key == "depth":
-                    self.depth_at[stamp] = time.time_ns()
+                self.seen.setdefault(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, set()).add(key)
         return cb
 
     def connected(self) -> bool:
-        return self.pub.get_subscription_count() > 0 and all(
-            s.get_publisher_count() > 0 for s in self.node.subscriptions)
-
-    def send(self, i: int) -> int:
-        from sensor_msgs.msg import Image
-        t = self.templates[i % len(self.templates)]
-        stamp = time.time_ns()
-        msg = Image(height=t.height, width=t.width, encoding=t.encoding, step=t.step, data=t.data)
-        msg.header.frame_id = self.info.header.frame_id
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
-        if i % 10 == 0:
-            self.info_pub.publish(self.info)
-        self.pub.publish(msg)
-        return stamp
+        return super().connected() and all(s.get_publisher_count() > 0 for s in self.node.subscriptions)
 
     def complete(self, stamp) -> bool:
         with self.lock:
-            return len(self.seen.get(stamp, ())) == len(OUTPUTS)
+            return stamp in self.arrivals and len(self.seen.get(stamp, ())) == len(self.OTHERS)
 
     def wait_complete(self, stamp, timeout) -> bool:
         end = time.monotonic() + timeout
@@ -122,11 +95,6 @@ class Player:
                 return True
             time.sleep(0.0005)
         return False
-
-    def close(self):
-        self.executor.shutdown()
-        self.node.destroy_node()
-        self.rclpy.try_shutdown()
 
 
 def gpu_mib(pid: int) -> float | None:
@@ -146,7 +114,7 @@ def gpu_mib(pid: int) -> float | None:
 def window_report(player, stamps, proc, done: int) -> dict:
     import psutil
     with player.lock:
-        lat = np.array([(player.depth_at[s] - s) / 1e6 for s in stamps if s in player.depth_at])
+        lat = np.array([(player.arrivals[s] - s) / 1e6 for s in stamps if s in player.arrivals])
     complete = sum(player.complete(s) for s in stamps)
     p = psutil.Process(proc.pid)
     row = {"frames": done, "sent": len(stamps), "complete": complete, "dropped": len(stamps) - complete,

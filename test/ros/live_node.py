@@ -54,3 +54,25 @@ class LiveNode:
         self.node._teardown_active(join_timeout=2.0)
         self.node.destroy_node()
         self.rclpy.try_shutdown(context=self.context)
+
+
+def offline_node(model):
+    """Generator for a fixture: DepthNode(model) deactivated (no worker, no subscriptions) with FakePub
+    outputs, so a test drives ``cameras[0].offer`` + ``process_pending`` itself."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from md2_ros.ros.depth_node import DepthNode
+    from ros_helpers import FakePub
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    n = DepthNode(model=model, context=ctx, parameter_overrides=[Parameter("diagnostics_period", value=60.0)])
+    assert n.active
+    n.trigger_deactivate()
+    n._pubs[""] = {k: FakePub() for k in ("depth", "depth_info", "colored", "points")}
+    try:
+        yield n
+    finally:
+        n._teardown_active()
+        n.destroy_node()
+        rclpy.try_shutdown(context=ctx)

@@ -5,14 +5,13 @@ import sys
 
 import numpy as np
 import pytest
-import rclpy
 import torch
-from rclpy.parameter import Parameter
 
 from md2_ros.ros import conversions as cv
 from md2_ros.ros import pipeline
-from md2_ros.ros.depth_node import DepthNode, is_out_of_memory
+from md2_ros.ros.depth_node import is_out_of_memory
 from md2_ros.ros.conversions import camera_info_from_kitti
+from live_node import offline_node
 from ros_helpers import ROOT, header
 
 K_FULL = np.array([[721.5, 0, 609.6, 44.9], [0, 721.5, 172.9, 0.2], [0, 0, 1, 0.0027]])
@@ -32,27 +31,9 @@ class GreedyModel:
         return [np.full(img.shape[:2], 2.0, np.float32) for img in images]
 
 
-class FakePub:
-    def __init__(self):
-        self.msgs = []
-
-    def publish(self, msg):
-        self.msgs.append(msg)
-
-    def get_subscription_count(self):
-        return 1
-
-
 @pytest.fixture
 def node():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    n = DepthNode(model=GreedyModel(), context=ctx, parameter_overrides=[Parameter("diagnostics_period", value=60.0)])
-    n.trigger_deactivate()
-    n._pubs[""] = {k: FakePub() for k in ("depth", "depth_info", "colored", "points")}
-    yield n
-    n.destroy_node()
-    rclpy.try_shutdown(context=ctx)
+    yield from offline_node(GreedyModel())
 
 
 def serve(node, w, h, sec):

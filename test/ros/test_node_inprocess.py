@@ -3,7 +3,6 @@ the message handler under ~200 fuzzed messages. Fast: no subprocess, no network 
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from rclpy.parameter import Parameter
@@ -11,10 +10,10 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from md2_ros.ros import conversions as cv
 from md2_ros.ros.conversions import ConversionError
-from md2_ros.ros.depth_node import DepthNode
 from md2_ros.io.intrinsics import match_scale
 from md2_ros.ros.conversions import camera_info_from_kitti
-from ros_helpers import FakePub, header
+from live_node import offline_node
+from ros_helpers import header
 
 K_FULL = np.array([[721.5, 0, 609.6, 44.9], [0, 721.5, 172.9, 0.2], [0, 0, 1, 0.0027]])
 
@@ -33,16 +32,7 @@ class FakeModel:
 
 @pytest.fixture(scope="module")
 def node():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    n = DepthNode(model=FakeModel(), context=ctx, parameter_overrides=[Parameter("diagnostics_period", value=60.0)])
-    assert n.active
-    n.trigger_deactivate()      # no worker thread: the tests call the handler themselves
-    n._pubs[""] = {k: FakePub() for k in ("depth", "depth_info", "colored", "points")}
-    yield n
-    n._teardown_active()
-    n.destroy_node()
-    rclpy.try_shutdown(context=ctx)
+    yield from offline_node(FakeModel())
 
 
 def outputs(node):

@@ -9,14 +9,12 @@ the network gets is correctly rectified and the cloud uses the rectified intrins
 import cv2
 import numpy as np
 import pytest
-import rclpy
-from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo
 
 from md2_ros import synthetic
 from md2_ros.ros import conversions as cv
-from md2_ros.ros.depth_node import DepthNode
 from md2_ros.ros.rectify import Rectifier, is_identity
+from live_node import offline_node
 from ros_helpers import header
 
 W, H = 160, 64
@@ -71,27 +69,9 @@ def camera_info(frame_id="cam") -> CameraInfo:
     return info
 
 
-class FakePub:
-    def __init__(self):
-        self.msgs = []
-
-    def publish(self, msg):
-        self.msgs.append(msg)
-
-    def get_subscription_count(self):
-        return 1
-
-
 @pytest.fixture(scope="module")
 def node():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    n = DepthNode(model=OracleModel(), context=ctx, parameter_overrides=[Parameter("diagnostics_period", value=60.0)])
-    n.trigger_deactivate()      # the test drives the handler itself
-    n._pubs[""] = {k: FakePub() for k in ("depth", "depth_info", "colored", "points")}
-    yield n
-    n.destroy_node()
-    rclpy.try_shutdown(context=ctx)
+    yield from offline_node(OracleModel())
 
 
 def smooth_mask(z: np.ndarray, tol=0.03) -> np.ndarray:
