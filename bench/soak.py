@@ -135,7 +135,7 @@ def start_node(tmp: pathlib.Path, args) -> subprocess.Popen:
     from md2_ros.core.model import DepthModel
     nw, nh = (int(x) for x in args.net_size.lower().split("x"))
     DepthModel(num_layers=18, height=nh, width=nw).save(tmp / "random.safetensors")
-    params = {"model_path": str(tmp / "random.safetensors"), "device": args.device,
+    params = {"model_path": str(tmp / "random.safetensors"), "device": args.device, "backend": args.backend,
               "torch_threads": args.torch_threads, "diagnostics_period": 1.0}
     (tmp / "p.yaml").write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
     log = open(tmp / "node.log", "w")
@@ -189,6 +189,7 @@ def main(argv=None) -> int:
     ap.add_argument("--net-size", default="192x64", help="WxH of the random-weight network")
     ap.add_argument("--source", choices=["synthetic", "kitti"], default="synthetic")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--backend", default="eager", help="the node's backend parameter (auto builds candidates first)")
     ap.add_argument("--torch-threads", type=int, default=1)
     ap.add_argument("--rate", type=float, default=0.0, help="open loop at this rate (Hz); 0 = closed loop")
     ap.add_argument("--timeout", type=float, default=5.0, help="closed loop: seconds before a frame counts as dropped")
@@ -203,7 +204,7 @@ def main(argv=None) -> int:
     w, h = (int(x) for x in args.size.lower().split("x"))
     frames, info = (synthetic_frames if args.source == "synthetic" else kitti_frames)(w, h)
     print(f"soak: {args.frames} frames of a looping {len(frames)}-frame {args.source} sequence at {w}x{h}, "
-          f"network {args.net_size}, {args.device}, torch threads {args.torch_threads}, "
+          f"network {args.net_size}, {args.device}, backend {args.backend}, torch threads {args.torch_threads}, "
           f"{'closed loop' if args.rate <= 0 else f'{args.rate:g} Hz open loop'}", flush=True)
     with tempfile.TemporaryDirectory(prefix="md2_soak_") as tmp:
         proc = start_node(pathlib.Path(tmp), args)

@@ -13,7 +13,7 @@ import pytest
 from colcon_ws import install_env
 from md2_ros.ros import conversions as cv
 from md2_ros.ros.conversions import camera_info_from_kitti
-from ros_helpers import Harness, header
+from ros_helpers import Harness, header, write_params
 
 DRIVER = os.path.join(os.path.dirname(__file__), "launch_driver.py")
 K_FULL = np.array([[721.5, 0, 609.6, 44.9], [0, 721.5, 172.9, 0.2], [0, 0, 1, 0.0027]])
@@ -104,8 +104,10 @@ def no_profiles_in(tmp) -> bool:
 
 def test_launch_runs_the_lifecycle_node_remapped_and_stops_on_ctrl_c(real_launch, colcon_install, small_model_path,
                                                                      tmp_path):
+    params = write_params(tmp_path / "p.yaml", "", backend="eager", torch_threads=1)   # model_path from the argument
     launch = Launch(colcon_install, tmp_path, f"model_path:={small_model_path}", "namespace:=robot",
-                    "node_name:=md2", "image:=/cam/image_raw", "camera_info:=/cam/camera_info")
+                    "node_name:=md2", "image:=/cam/image_raw", "camera_info:=/cam/camera_info",
+                    f"params_file:={params}")
     h = Harness(name="md2_launch_harness", node_ns="/robot/md2", compressed=False, inputs="/cam")
     try:
         assert h.wait_connected(timeout=90), "node did not come up:\n" + launch.log()
@@ -133,7 +135,7 @@ def test_launch_runs_the_lifecycle_node_remapped_and_stops_on_ctrl_c(real_launch
 def test_launch_autostart_false_stays_unconfigured_and_rviz_without_rviz2_says_so(real_launch, colcon_install,
                                                                                   small_model_path, tmp_path):
     launch = Launch(colcon_install, tmp_path, f"model_path:={small_model_path}", "autostart:=false", "rviz:=true",
-                    "image_transport:=compressed")
+                    "image_transport:=compressed")      # unconfigured: no backend is built
     h = Harness(name="md2_launch_harness2", compressed=False)
     try:
         from diagnostic_msgs.msg import DiagnosticArray  # noqa: F401 - Harness records /diagnostics
