@@ -145,18 +145,12 @@ def _write_outputs(out: Path, formats: set[str], name: str, depth: np.ndarray, r
         write_ply(out / SUBDIRS["ply"] / f"{name}.ply", depth_to_points(depth, K), rgb, binary=ply_binary)
 
 
-def run(args) -> int:
-    """Process the input described by parsed ``args``; returns the number of frames written."""
-    _check_args(args)
-    formats = _parse_formats(args.formats)
-    user_K, user_size = _user_intrinsics(args)
-    source = open_source(args.input, args.topic, args.camera_info_topic, args.every)
-
+def _load_backend(args):
+    """(depth backend with ``predict_batch``, model): --depth-scale applied on top of the checkpoint's scale."""
     from .core.backends import check_name, make_backend  # torch is imported only when there is work to do
     from .core.model import DepthModel
 
     check_name(args.backend)
-
     model = DepthModel.load(args.checkpoint, device=args.device, fp16=args.fp16)
     if args.depth_scale is not None and not args.camera_height:
         # a factor on top of the checkpoint's own scale, as the node's depth_scale
@@ -165,78 +159,104 @@ def run(args) -> int:
         log.warning("the checkpoint is a mono (relative-scale) model: depths are not metres; "
                     "pass --camera-height or --depth-scale to scale them")
     say = lambda text: print(f"md2-depth: {text}", file=sys.stderr)  # noqa: E731
-    backend = make_backend(args.backend, model, info=say, warn=say, budget_s=args.backend_budget)
-    scaler = MetricScaler(args.camera_height, 1.0, model.metric, model.scale_source,
-                          GroundParams(band=(args.ground_band, 1.0)), args.scale_window)
-    sources: dict = {}
+    return make_backend(args.backend, model, info=say, warn=say, budget_s=args.backend_budget), model
 
-    out = Path(args.out_dir)
-    for f in formats:
-        (out / SUBDIRS[f]).mkdir(parents=True, exist_ok=True)
-    total = source.total if args.max_frames is None or source.total is None else min(source.total, args.max_frames)
 
-    from tqdm import tqdm
+class _Job:
+    """One md2-depth run: frames in batches through the backend, each depth written in every format asked."""
 
+    def __init__(self, args, source, backend, model, bag):
+        self.args, self.source, self.backend, self.bag = args, source, backend, bag
+        self.formats = _parse_formats(args.formats)
+        self.user_K, self.user_size = _user_intrinsics(args)
+        self.scaler = MetricScaler(args.camera_height, 1.0, model.metric, model.scale_source,
+                                   GroundParams(band=(args.ground_band, 1.0)), args.scale_window)
+        self.sources: dict = {}
+        self.out = Path(args.out_dir)
+        for f in self.formats:
+            (self.out / SUBDIRS[f]).mkdir(parents=True, exist_ok=True)
+        self.done, self.warned_no_K, self.batch = 0, False, []
+
+    def intrinsics(self, frame, width: int, height: int):
+        if self.user_K is not None:
+            return scale_intrinsics(self.user_K, self.user_size, (width, height)) if self.user_size else self.user_K
+        if frame.K is None and ("ply" in self.formats or self.bag is not None) and not self.warned_no_K:
+            self.warned_no_K = True
+            invalid = getattr(self.source, "invalid_info", None)
+            why = (f"the input's CameraInfo is invalid ({invalid})" if invalid else
+                   "no intrinsics (no CameraInfo in the input, no --intrinsics, no --fx/--fy/--cx/--cy)")
+            print(f"md2-depth: {why}: skipping point clouds (.ply and PointCloud2)", file=sys.stderr)
+        return frame.K
+
+    def emit(self, frame, depth) -> None:
+        args, bag = self.args, self.bag
+        K = self.intrinsics(frame, depth.shape[1], depth.shape[0])
+        if args.camera_height:
+            depth, rep = self.scaler.apply(depth, K)
+            self.sources[rep.source] = self.sources.get(rep.source, 0) + 1
+            if rep.note and rep.source != "camera_height":
+                log.warning("%s: %s", frame.name, rep.note)
+        _write_outputs(self.out, self.formats, frame.name, depth, frame.rgb, K, args.colormap, not args.ply_ascii)
+        if bag is not None:
+            frame_id = frame.frame_id if frame.log_ns is not None else args.frame_id
+            for topic, msgtype, t, data in frame.passthrough:
+                bag.write_raw(topic, msgtype, t, data)
+            if not frame.passthrough:
+                bag.write_source_image(frame.rgb, K, frame.stamp_ns, frame_id)
+            bag.write_depth(depth, frame.rgb, K, frame.stamp_ns, frame_id, frame.log_ns)
+        self.done += 1
+
+    def flush(self, bar) -> None:
+        if self.batch:
+            for frame, depth in zip(self.batch, self.backend.predict_batch([f.rgb for f in self.batch])):
+                self.emit(frame, depth)
+                bar.update(1)
+            self.batch.clear()
+
+    def process(self) -> int:
+        from tqdm import tqdm
+
+        args, total = self.args, self.source.total
+        if args.max_frames is not None and total is not None:
+            total = min(total, args.max_frames)
+        with tqdm(total=total, unit="frame", disable=args.no_progress, desc="md2-depth") as bar:
+            for frame in self.source:
+                if args.max_frames is not None and self.done + len(self.batch) >= args.max_frames:
+                    break
+                if self.batch and self.batch[0].rgb.shape != frame.rgb.shape:
+                    self.flush(bar)
+                self.batch.append(frame)
+                if len(self.batch) >= args.batch_size:
+                    self.flush(bar)
+            self.flush(bar)
+        return self.done
+
+
+def run(args) -> int:
+    """Process the input described by parsed ``args``; returns the number of frames written."""
+    _check_args(args)
+    _parse_formats(args.formats)
+    _user_intrinsics(args)
+    source = open_source(args.input, args.topic, args.camera_info_topic, args.every)
+    backend, model = _load_backend(args)
     bag = None
     if args.bag_out:
         from .io.bags import DepthBagWriter
         bag = DepthBagWriter(args.bag_out, prefix=args.bag_prefix).__enter__()
-    done, warned_no_K = 0, False
     try:
-        with tqdm(total=total, unit="frame", disable=args.no_progress, desc="md2-depth") as bar:
-            batch: list = []
-
-            def flush() -> None:
-                nonlocal done, warned_no_K
-                if not batch:
-                    return
-                depths = backend.predict_batch([f.rgb for f in batch])
-                for frame, depth in zip(batch, depths):
-                    h, w = depth.shape
-                    K = frame.K
-                    if user_K is not None:
-                        K = scale_intrinsics(user_K, user_size, (w, h)) if user_size else user_K
-                    if K is None and ("ply" in formats or bag is not None) and not warned_no_K:
-                        warned_no_K = True
-                        print("md2-depth: no intrinsics (no CameraInfo in the input, no --intrinsics, no "
-                              "--fx/--fy/--cx/--cy): skipping point clouds (.ply and PointCloud2)", file=sys.stderr)
-                    if args.camera_height:
-                        depth, rep = scaler.apply(depth, K)
-                        sources[rep.source] = sources.get(rep.source, 0) + 1
-                        if rep.note and rep.source != "camera_height":
-                            log.warning("%s: %s", frame.name, rep.note)
-                    _write_outputs(out, formats, frame.name, depth, frame.rgb, K, args.colormap, not args.ply_ascii)
-                    if bag is not None:
-                        frame_id = frame.frame_id if frame.log_ns is not None else args.frame_id
-                        if frame.passthrough:
-                            for topic, msgtype, t, data in frame.passthrough:
-                                bag.write_raw(topic, msgtype, t, data)
-                        else:
-                            bag.write_source_image(frame.rgb, K, frame.stamp_ns, frame_id)
-                        bag.write_depth(depth, frame.rgb, K, frame.stamp_ns, frame_id, frame.log_ns)
-                    done += 1
-                    bar.update(1)
-                batch.clear()
-
-            for frame in source:
-                if args.max_frames is not None and done + len(batch) >= args.max_frames:
-                    break
-                if batch and batch[0].rgb.shape != frame.rgb.shape:
-                    flush()
-                batch.append(frame)
-                if len(batch) >= args.batch_size:
-                    flush()
-            flush()
+        job = _Job(args, source, backend, model, bag)
+        done = job.process()
     finally:
         if bag is not None:
             bag.__exit__(None, None, None)
     if done == 0:
         raise InputError(f"{args.input}: no frames could be processed")
     print(f"md2-depth: {done} frame(s) from {args.input} ({source.kind}) -> "
-          + ", ".join(str(out / SUBDIRS[f]) for f in FORMATS if f in formats))
-    if sources:
-        print(f"md2-depth: scale per frame from {sources} (camera height {args.camera_height:g} m; last ground "
-              f"scale {scaler.smoother.value if scaler.smoother.value is not None else 'unset'})")
+          + ", ".join(str(job.out / SUBDIRS[f]) for f in FORMATS if f in job.formats))
+    if job.sources:
+        value = job.scaler.smoother.value
+        print(f"md2-depth: scale per frame from {job.sources} (camera height {args.camera_height:g} m; last ground "
+              f"scale {value if value is not None else 'unset'})")
     if bag is not None:
         topics = ", ".join(f"{t} ({n})" for t, n in sorted(bag.counts.items()))
         print(f"md2-depth: bag written to {bag.path} ({topics})")
