@@ -23,9 +23,10 @@ from md2_ros.io.depth import colorize_depth
 from . import player, render
 from . import steps as S
 
-CAPTION = ("Trained for a few minutes on these same frames: this shows that the pipeline works end to end "
-           "(bag → self-supervised training → ROS 2 node → depth, clouds, metrics), not how well the model "
-           "generalises. For real numbers train on KITTI eigen_zhou (docs/training.md) and evaluate on eigen.")
+CAPTION = ("Trained for a few minutes on these same frames (self-supervised: no ground truth is used in "
+           "training, but the scored frames are trained on): this shows the pipeline end to end (bag → "
+           "training → ROS 2 node → depth, clouds, metrics), not how well a model generalises. Held-out "
+           "figures: bench/learning.py (docs/learning.md); real numbers: train on KITTI eigen_zhou, evaluate on eigen.")
 
 
 def _synth_size(text: str) -> tuple[int, int]:
@@ -100,11 +101,13 @@ def _metrics(model_path: Path, drive: Path, kind: str, frames: list, rgb_paths: 
     metric = both_tables(evaluate, [gt[k] for k in keys], [depth_by_frame[k] for k in keys], pred_type="depth",
                          crop=crop)
     baseline = S.untrained_baseline(model_path, dict(zip(frames, rgb_paths)), keys, gt, crop=crop)
+    constant = S.constant_baseline(keys, gt, crop)
     S.write_json(out / "metrics.json", {k: v for k, v in res.items() if k != "per_image"} |
                  {"gt_source": "velodyne" if kind == "kitti" else "exact synthetic depth", "frames": keys,
                   "caption": CAPTION, "stamps_and_frame_id_copied": extra["stamps_ok"],
-                  "untrained_same_network": baseline["metrics"], **metric,
+                  "untrained_same_network": baseline["metrics"], "constant_depth": constant["metrics"], **metric,
                   "scale_source": "camera_height" if camera_height > 0 else "none", "camera_height": camera_height})
+    baseline["constant"] = constant["metrics"]
     return res, baseline, keys, metric
 
 
@@ -121,6 +124,8 @@ def _report(res, baseline, keys, kind, bag, model_path, info, results, extra, ou
     print(format_table(metric["unscaled"]).splitlines()[-1])
     print("the same network with random (untrained) weights, for reference — roughly 'one depth everywhere':")
     print(format_table(baseline["metrics"]).splitlines()[-1])
+    print("one depth everywhere (median-scaled), the floor for having learnt any structure:")
+    print(format_table(baseline["constant"]).splitlines()[-1])
     print(f"\n{CAPTION}\n")
     print("outputs:")
     print(f"  bag (input)           {bag}")

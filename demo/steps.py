@@ -42,6 +42,10 @@ def make_bag(drive: Path, out: Path) -> Path:
     return bag
 
 
+# the small-data recipe of bench/learning.py and config/train_bag.yaml (docs/learning.md)
+RECIPE = ("depth_normalization=true", "learning_rate=3e-4", "lr_decay_at=0.75")
+
+
 def train_on_bag(bag: Path, out: Path, steps: int, height: int, width: int, batch: int, device: str,
                  stride: int = 2) -> Path:
     """Self-supervised monocular training on the bag for a bounded number of steps."""
@@ -52,7 +56,7 @@ def train_on_bag(bag: Path, out: Path, steps: int, height: int, width: int, batc
     cfg = load_config(None, [f"data.kind=rosbag", f"data.path={bag}", "data.image_topic=/camera/image_raw/compressed",
                              "data.camera_info_topic=/camera/camera_info", "data.num_workers=0",
                              f"height={height}", f"width={width}", f"batch_size={batch}", f"max_steps={steps}", f"data.stride={stride}",
-                             "learning_rate=0.0002", "num_epochs=1000", f"log_dir={out / 'train'}",
+                             *RECIPE, "num_epochs=1000", f"log_dir={out / 'train'}",
                              "save_every=0", "epoch_checkpoints=false", "image_every=0", f"device={device}"])
     dataset = build_dataset(cfg, is_train=True)
     print(f"[demo] training {steps} steps at {width}x{height}, batch {batch}, on {len(dataset)} triplets "
@@ -99,6 +103,15 @@ def untrained_baseline(model_path: Path, paths: dict, frames: list, gt: dict, cr
         bgr = cv2.imread(str(paths[f]))
         preds.append(model.predict(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)))
     return evaluate([gt[f] for f in frames], preds, pred_type="depth", median_scaling=True, crop=crop)
+
+
+def constant_baseline(frames: list, gt: dict, crop: str) -> dict:
+    """Eigen metrics of one depth everywhere (median scaling makes its value irrelevant): the floor a
+    trained model must beat to have learnt any structure."""
+    from train.evaluate_depth import evaluate
+
+    return evaluate([gt[f] for f in frames], [np.ones_like(gt[f]) for f in frames], pred_type="depth",
+                    median_scaling=True, crop=crop)
 
 
 def write_json(path: Path, obj) -> None:

@@ -33,6 +33,7 @@ def test_demo_runs_end_to_end_on_synthetic_scene(tmp_path):
     assert 0 <= metrics["metrics"]["abs_rel"] < 5 and 0 <= metrics["metrics"]["a1"] <= 1
     assert metrics["scale_source"] == "camera_height" and metrics["scale_error_median"] > 0    # metric depth report
     assert set(metrics["unscaled"]) == set(metrics["median_scaled"])
+    assert set(metrics["constant_depth"]) == set(metrics["untrained_same_network"])                  # the floor row
     assert len(list((out / "depth_colored").glob("*.png"))) == 8
     sheet = cv2.imread(str(out / "contact_sheet.png"))
     assert sheet is not None and sheet.shape[0] > 100
