@@ -25,7 +25,7 @@ from . import steps as S
 
 CAPTION = ("Trained for a few minutes on these same frames (self-supervised: no ground truth is used in "
            "training, but the scored frames are trained on): this shows the pipeline end to end (bag → "
-           "training → ROS 2 node → depth, clouds, metrics), not how well a model generalises. Held-out "
+           "training → ROS 2 node → depth, clouds, metrics), not how well the model generalises. Held-out "
            "figures: bench/learning.py (docs/learning.md); real numbers: train on KITTI eigen_zhou, evaluate on eigen.")
 
 
