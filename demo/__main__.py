@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         bag = S.make_bag(drive, out)
         model_path = Path(args.checkpoint) if args.checkpoint else \
             S.train_on_bag(bag, out, args.steps, args.height, args.width, args.batch_size, args.device,
-                           args.stride or (2 if kind == "kitti" else 1))
+                           args.stride or (2 if kind == "kitti" else 1), kind=kind)
         print(f"[demo] running the ROS 2 depth node (rclpy, lifecycle) on the bag with {model_path} …", flush=True)
         results, extra = player.run_node(model_path, bag, args.device, camera_height=args.camera_height)
         frames, rgb_paths, info = _pictures(drive, results, extra, out)

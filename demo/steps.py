@@ -42,12 +42,15 @@ def make_bag(drive: Path, out: Path) -> Path:
     return bag
 
 
-# the small-data recipe of bench/learning.py and config/train_bag.yaml (docs/learning.md)
-RECIPE = ("depth_normalization=true", "learning_rate=3e-4", "lr_decay_at=0.75")
+# the small-data recipe of bench/learning.py and config/train_bag.yaml (docs/learning.md); on the KITTI
+# sample it scored worse than plain Adam 2e-4 at the demo's 400 steps (0.565 vs 0.353 abs_rel, both above
+# one-depth-everywhere's 0.347: docs/learning.md), so the demo keeps the plain settings there
+RECIPES = {"synthetic": ("depth_normalization=true", "learning_rate=3e-4", "lr_decay_at=0.75"),
+           "kitti": ("learning_rate=2e-4",)}
 
 
 def train_on_bag(bag: Path, out: Path, steps: int, height: int, width: int, batch: int, device: str,
-                 stride: int = 2) -> Path:
+                 stride: int = 2, kind: str = "kitti") -> Path:
     """Self-supervised monocular training on the bag for a bounded number of steps."""
     from train.config import load_config
     from train.data import build_dataset
@@ -56,7 +59,7 @@ def train_on_bag(bag: Path, out: Path, steps: int, height: int, width: int, batc
     cfg = load_config(None, [f"data.kind=rosbag", f"data.path={bag}", "data.image_topic=/camera/image_raw/compressed",
                              "data.camera_info_topic=/camera/camera_info", "data.num_workers=0",
                              f"height={height}", f"width={width}", f"batch_size={batch}", f"max_steps={steps}", f"data.stride={stride}",
-                             *RECIPE, "num_epochs=1000", f"log_dir={out / 'train'}",
+                             *RECIPES[kind], "num_epochs=1000", f"log_dir={out / 'train'}",
                              "save_every=0", "epoch_checkpoints=false", "image_every=0", f"device={device}"])
     dataset = build_dataset(cfg, is_train=True)
     print(f"[demo] training {steps} steps at {width}x{height}, batch {batch}, on {len(dataset)} triplets "
