@@ -150,8 +150,8 @@ def expect_served(h, kitti, sec):
 
 
 BAD = [
-    ("bayer", lambda: Image(header=header(1, 0, FRAME), height=4, width=4, encoding="bayer_rggb8", step=4,
-                            data=bytes(16)), "debayer"),
+    ("float_image", lambda: Image(header=header(1, 0, FRAME), height=4, width=4, encoding="32FC1", step=16,
+                                  data=bytes(64)), "unsupported image encoding '32FC1'"),
     ("step_too_small", lambda: Image(header=header(1, 0, FRAME), height=4, width=4, encoding="rgb8", step=8,
                                      data=bytes(32)), "step 8 < width"),
     ("short_data", lambda: Image(header=header(1, 0, FRAME), height=4, width=4, encoding="rgb8", step=12,
@@ -187,10 +187,11 @@ def test_odd_but_valid_inputs_publish_depth(e2e):
     msg = Image(header=header(5000, 0, FRAME), height=H, width=W, encoding="mono16", is_bigendian=True,
                 step=2 * W, data=big.tobytes())
     assert h.send(msg, info)["depth"] is not None
-    # all-black, and a NaN 32FC1 image: still images, depth is published
-    for sec, arr, enc in ((5001, np.zeros((H, W, 3), np.uint8), "rgb8"),
-                          (5002, np.full((H, W), np.nan, np.float32), "32FC1")):
-        out = h.send(cv.numpy_to_image(arr, enc, header(sec, 0, FRAME)), info)
+    # all-black rgb8, and a raw Bayer mosaic (decoded like training decodes it): still images, depth is published
+    for msg in (cv.numpy_to_image(np.zeros((H, W, 3), np.uint8), "rgb8", header(5001, 0, FRAME)),
+                Image(header=header(5002, 0, FRAME), height=H, width=W, encoding="bayer_rggb8", step=W,
+                      data=bytes(H * W))):
+        out = h.send(msg, info)
         assert out["depth"] is not None and out["depth"].width == W
     # stamps going backwards: processed, output carries the (older) input stamp
     msg, _ = frame_msg(kitti, 12, 10)
