@@ -171,6 +171,9 @@ def evaluate(gt_depths, preds, *, pred_type: str = "disp", preds_flip=None, medi
             ratios.append(ratio)
             p = p * ratio
         per_image.append(compute_errors(g, np.clip(p, min_depth, max_depth)))
+    if not per_image and no_scale == len(gt_depths):
+        raise ValueError(f"none of the {no_scale} frames has a scale (every per-frame scale is unset, e.g. no "
+                         "ground plane was found for --camera_height): no unscaled metrics")
     if not per_image:
         raise ValueError(f"none of the {len(gt_depths)} GT maps has a valid pixel in ({min_depth}, {max_depth}) "
                          f"inside the {crop} crop")
@@ -384,7 +387,8 @@ def run(args) -> dict:
                                             args.camera_height, args.ground_band, args.scale_window)
     common = dict(pred_type=kind, preds_flip=preds_flip, scale_factor=factor, min_depth=args.min_depth,
                   max_depth=args.max_depth, crop=args.crop, frame_scales=frame_scales)
-    result = evaluate(gt_depths, preds, median_scaling=median, **common)
+    result = evaluate(gt_depths, preds, median_scaling=median, **{**common, "frame_scales": None if median
+                                                                    else frame_scales})
     tables = both_tables(evaluate, gt_depths, preds, **common)
 
     print(f"Evaluated {result['num_images']} images ({split}, {kind} predictions"
@@ -398,10 +402,13 @@ def run(args) -> dict:
     print(format_table(result["metrics"]))
     source = scale_source_of(model, args.camera_height, stereo, factor)
     other = "unscaled" if median else "median_scaled"
-    print(f"  {'without' if median else 'with'} median scaling (scale source: {source}; per-frame scale error "
-          f"median(pred)/median(gt): median {tables['scale_error_median']:.3f}"
-          f"{', %d frames without a scale' % tables['num_no_scale'] if tables['num_no_scale'] else ''}):")
-    print(format_table(tables[other]).splitlines()[-1])
+    if tables["unscaled"] is None:
+        print(f"  without median scaling: no frame has a scale ({source}); no unscaled table")
+    else:
+        print(f"  {'without' if median else 'with'} median scaling (scale source: {source}; per-frame scale error "
+              f"median(pred)/median(gt): median {tables['scale_error_median']:.3f}"
+              f"{', %d frames without a scale' % tables['num_no_scale'] if tables['num_no_scale'] else ''}):")
+        print(format_table(tables[other]).splitlines()[-1])
 
     report = {k: result[k] for k in ("metrics", "num_images", "num_skipped", "median_scaling", "scale_factor",
                                      "ratio_mean", "ratio_std", "ratio_median", "ratio_rel_std")}

@@ -73,12 +73,16 @@ def camera_height_scales(data_path, files, gt_depths, preds, kind, preds_flip, c
 def both_tables(evaluate, gt_depths, preds, **kwargs) -> dict:
     """Run ``evaluate`` with and without median scaling on the same predictions (and per-frame scales).
 
-    Returns {"median_scaled": metrics, "unscaled": metrics, "scale_error_median", "scale_error_mean",
-    "num_no_scale", "unscaled_num_images"}.
+    Returns {"median_scaled": metrics (every frame), "unscaled": metrics of the frames with a scale (None when
+    no frame has one), "scale_error_median", "scale_error_mean", "num_no_scale", "unscaled_num_images"}.
     """
     kwargs = {k: v for k, v in kwargs.items() if k != "median_scaling"}
-    med = evaluate(gt_depths, preds, median_scaling=True, **kwargs)
-    raw = evaluate(gt_depths, preds, median_scaling=False, **kwargs)
+    scales = kwargs.pop("frame_scales", None)
+    med = evaluate(gt_depths, preds, median_scaling=True, **kwargs)     # needs no scale: every frame
+    if scales is not None and all(s is None for s in scales):
+        return {"median_scaled": med["metrics"], "unscaled": None, "scale_error_median": None,
+                "scale_error_mean": None, "num_no_scale": len(scales), "unscaled_num_images": 0}
+    raw = evaluate(gt_depths, preds, median_scaling=False, frame_scales=scales, **kwargs)
     return {"median_scaled": med["metrics"], "unscaled": raw["metrics"],
             "scale_error_median": raw["scale_error_median"], "scale_error_mean": raw["scale_error_mean"],
             "num_no_scale": raw["num_no_scale"], "unscaled_num_images": raw["num_images"]}

@@ -38,6 +38,14 @@ def test_frame_scales_apply_per_image_and_none_is_left_out():
         evaluate(gt, preds, pred_type="depth", frame_scales=[1.0])
 
 
+def test_no_frame_with_a_scale_leaves_the_unscaled_table_empty():
+    gt = _gt()
+    preds = np.stack(gt)
+    tables = both_tables(evaluate, gt, preds, pred_type="depth", crop="none", frame_scales=[None, None, None])
+    assert tables["unscaled"] is None and tables["num_no_scale"] == 3
+    assert tables["median_scaled"]["abs_rel"] == pytest.approx(0.0, abs=1e-6)   # median scaling needs no scale
+
+
 def test_scale_source_words():
     class M:
         metric, scale_source = True, "odometry"
