@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend-budget", type=float, default=60.0,
                    help="Seconds auto may spend building and checking candidates (compile needs ~90 on a CPU).")
     p.add_argument("--batch-size", type=int, default=4, help="Frames per forward pass (same-size frames are batched).")
-    p.add_argument("--depth-scale", type=float, default=None,
+    p.add_argument("--depth-scale", type=positive_finite, default=None,
                    help="Factor on top of the checkpoint's own scale (the node's depth_scale means the same); "
                         "a mono model needs it to give metres.")
     p.add_argument("--camera-height", type=float, default=0.0,
@@ -99,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def positive_finite(text: str) -> float:
+    """argparse type: a number > 0 and finite (inf or NaN would write all-inf/NaN depth)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def _parse_formats(text: str) -> set[str]:
     chosen = {f.strip() for f in text.split(",") if f.strip()}
     unknown = chosen - set(FORMATS)
@@ -122,8 +134,6 @@ def _check_args(args) -> None:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     if not args.backend_budget >= 0:
         raise ValueError(f"--backend-budget must be >= 0, got {args.backend_budget}")
-    if args.depth_scale is not None and not args.depth_scale > 0:
-        raise ValueError(f"--depth-scale must be > 0, got {args.depth_scale}")
     if not (args.camera_height >= 0 and 0 <= args.ground_band < 1 and args.scale_window >= 1):
         raise ValueError("need --camera-height >= 0, 0 <= --ground-band < 1 and --scale-window >= 1, got "
                          f"{args.camera_height}, {args.ground_band}, {args.scale_window}")
@@ -229,6 +239,8 @@ class _Job:
                 if len(self.batch) >= args.batch_size:
                     self.flush(bar)
             self.flush(bar)
+        for topic, msgtype, t, data in getattr(self.source, "trailing", ()) if self.bag is not None else ():
+            self.bag.write_raw(topic, msgtype, t, data)  # CameraInfo after the last image
         return self.done
 
 
@@ -248,10 +260,11 @@ def run(args) -> int:
         done = job.process()
     finally:
         if bag is not None:
-            bag.__exit__(None, None, None)
+            bag.__exit__(*sys.exc_info())  # renamed from .partial only when no error is in flight
     if done == 0:
         raise InputError(f"{args.input}: no frames could be processed")
-    print(f"md2-depth: {done} frame(s) from {args.input} ({source.kind}) -> "
+    skipped = f" ({source.bad} unreadable, skipped)" if getattr(source, "bad", 0) else ""
+    print(f"md2-depth: {done} frame(s) from {args.input} ({source.kind}){skipped} -> "
           + ", ".join(str(job.out / SUBDIRS[f]) for f in FORMATS if f in job.formats))
     if job.sources:
         value = job.scaler.smoother.value

@@ -2,6 +2,8 @@
 the one typestore, opening for reading, headers for writing and the image_transport topic pairing rule."""
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,8 @@ import numpy as np
 from .clouds import CLOUD_FIELDS, POINT_STEP, depth_to_points, pack_cloud, valid_mask
 from .errors import FormatError
 from .stamps import ns_to_stamp
+
+log = logging.getLogger(__name__)
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
@@ -92,20 +96,29 @@ class DepthBagWriter:
     ``<prefix>/depth/camera_info`` and ``<prefix>/points`` (organized, see `md2_ros.io.clouds`) when intrinsics
     are known, plus the input images: copied unchanged from an input bag (`write_raw`), or written as
     ``/camera/image_raw`` (rgb8) and ``/camera/camera_info`` for image/video inputs. Every message keeps the
-    input image's header stamp and frame_id."""
+    input image's header stamp and frame_id.
+
+    The bag is written under ``<out>.partial/`` and moved to ``<out>`` when the run ends well, so a killed or
+    failed run never leaves something that looks complete: its ``.partial`` folder says what happened (an
+    mcap cut off by a kill can often be repaired with ``mcap recover``), and a rerun refuses to write over it."""
 
     def __init__(self, path, prefix: str = "/md2", image_topic: str = "/camera/image_raw",
                  info_topic: str = "/camera/camera_info"):
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         self.path = bag_dir_for(path)
+        self.partial = self.path.with_name(self.path.name + ".partial")
         if self.path.exists():
             raise FileExistsError(f"{self.path} already exists; remove it or choose another path")
+        if self.partial.exists():
+            raise FileExistsError(f"{self.partial} is left from an interrupted run (if it was killed, `mcap recover "
+                                  f"{self.partial / self.path.name / (self.path.name + '.mcap')} -o fixed.mcap` may "
+                                  "repair it); remove it or choose another path")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.ts = typestore()
         self.prefix = "/" + prefix.strip("/")
         self.image_topic, self.info_topic = image_topic, info_topic
-        self.writer = Writer(self.path, version=8, storage_plugin=StoragePlugin.MCAP)
+        self.writer = Writer(self.partial / self.path.name, version=8, storage_plugin=StoragePlugin.MCAP)
         self.conns: dict[str, object] = {}
         self.counts: dict[str, int] = {}
 
@@ -113,8 +126,14 @@ class DepthBagWriter:
         self.writer.open()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type=None, *exc) -> None:
+        """Close the bag; move it to its final name only when the run ended without an error."""
         self.writer.close()
+        if exc_type is None:
+            os.rename(self.partial / self.path.name, self.path)
+            self.partial.rmdir()
+        else:
+            log.warning("the bag written before the run stopped (%s) is kept in %s", exc_type.__name__, self.partial)
 
     def write_raw(self, topic: str, msgtype: str, t_ns: int, data) -> None:
         if topic not in self.conns:

@@ -92,11 +92,20 @@ class ImageFilesSource:
         stems = [p.stem for p in self.files]
         self.names = stems if len(set(stems)) == len(stems) else [p.name.replace(".", "_") for p in self.files]
         self.total = len(self.files)
+        self.bad = 0
 
     def __iter__(self):
         for i, (p, name) in enumerate(zip(self.files, self.names)):
             idx = i * self.every
-            yield Frame(idx, name, read_image_rgb(p), int(round(idx * 1e9 / NOMINAL_RATE_HZ)))
+            try:
+                rgb = read_image_rgb(p)
+            except InputError as exc:
+                if self.kind == "image":
+                    raise
+                self.bad += 1  # one bad file of a folder is skipped and counted, as a bad bag message is
+                log.warning("%s skipped: %s", p.name, exc)
+                continue
+            yield Frame(idx, name, rgb, int(round(idx * 1e9 / NOMINAL_RATE_HZ)))
 
 
 class VideoSource:
@@ -111,6 +120,7 @@ class VideoSource:
         fps = cap.get(cv2.CAP_PROP_FPS)
         cap.release()
         self.fps = fps if fps and fps > 0 else NOMINAL_RATE_HZ
+        self.frame_count = n if n > 0 else None  # what the container says
         self.total = (n + every - 1) // every if n > 0 else None
 
     def __iter__(self):
@@ -133,6 +143,9 @@ class VideoSource:
             cap.release()
         if got == 0:
             raise InputError(f"{self.path}: no frames could be decoded from this video")
+        if self.frame_count and idx < self.frame_count:
+            log.warning("%s: decoding stopped at frame %d of the %d the file announces (truncated or corrupt "
+                        "video?); the frames after it are missing", self.path, idx, self.frame_count)
 
 
 # ----------------------------------------------------------------------------------------- bags
@@ -167,6 +180,7 @@ class BagSource:
         self.topic, self.info_topic, self.msgtype = topic, info_topic, topics[topic][0]
         self.total = (topics[topic][1] + every - 1) // every
         self.bad = 0
+        self.trailing: list = []
         self.invalid_info = None  # the reason the bag's CameraInfo cannot be used, if so
 
     def _intrinsics(self, info, width: int, height: int) -> np.ndarray | None:
@@ -212,6 +226,7 @@ class BagSource:
                 yield Frame(idx, f"frame_{idx:06d}", rgb, stamp, msg.header.frame_id or "camera_optical_frame", K,
                             pending, t)
                 pending = []
+            self.trailing = pending  # CameraInfo messages after the last image, for an output bag
 
 
 def open_source(path, topic: str | None = None, info_topic: str | None = None, every: int = 1):
