@@ -55,16 +55,17 @@ def test_all_nan_checkpoint_is_refused(env, tmp_path, capsys):
     assert not list((tmp_path / "out").rglob("*.npy"))
 
 
-def test_one_unreadable_image_in_a_folder_is_skipped_and_counted(env, tmp_path, capsys):
+def test_one_unreadable_image_in_a_folder_is_skipped_and_counted(env, tmp_path, capsys, caplog):
     folder = tmp_path / "frames"
     folder.mkdir()
     for i, rgb in enumerate(env["seq"].images[:3]):
         write_png(folder / f"f{i}.png", rgb)
     (folder / "f1b.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
-    assert run_cli(env, folder, "-o", tmp_path / "out") == 0
-    captured = capsys.readouterr()
-    assert "3 frame(s)" in captured.out and "(1 unreadable, skipped)" in captured.out
-    assert "f1b.png skipped" in captured.err
+    with caplog.at_level(logging.WARNING):
+        assert run_cli(env, folder, "-o", tmp_path / "out") == 0
+    out = capsys.readouterr().out
+    assert "3 frame(s)" in out and "(1 unreadable, skipped)" in out
+    assert "f1b.png skipped" in caplog.text
     assert sorted(p.stem for p in (tmp_path / "out" / "depth_npy").glob("*.npy")) == ["f0", "f1", "f2"]
 
 
@@ -154,7 +155,7 @@ def test_kill_9_during_bag_out_leaves_a_partial_that_a_rerun_names(env, tmp_path
         t0 = time.monotonic()
         while not (mcap.exists() and len(list((tmp_path / "out" / "depth_npy").glob("*.npy"))) >= 2):
             assert proc.poll() is None, "md2-depth ended before it could be killed"
-            assert time.monotonic() - t0 < 120
+            assert time.monotonic() - t0 < 600
             time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGKILL)
