@@ -123,7 +123,7 @@ def test_bag_out_keeps_the_last_camera_info_and_leaves_no_partial(env, tmp_path)
 
 
 def test_failed_run_keeps_its_bag_as_partial(env, tmp_path, monkeypatch):
-    from md2_ros.core.model import DepthModel
+    from md2_ros.core.backends.base import Backend
 
     calls = []
 
@@ -133,7 +133,7 @@ def test_failed_run_keeps_its_bag_as_partial(env, tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         return [np.ones(im.shape[:2], np.float32) for im in images]
 
-    monkeypatch.setattr(DepthModel, "predict_batch", failing)
+    monkeypatch.setattr(Backend, "predict_batch", failing)
     bag = _bag_with_trailing_info(tmp_path / "in", env["seq"])
     assert run_cli(env, bag, "-o", tmp_path / "out", "--bag-out", tmp_path / "res", "--batch-size", 1) == 1
     assert not (tmp_path / "res").exists()
@@ -147,7 +147,7 @@ def test_kill_9_during_bag_out_leaves_a_partial_that_a_rerun_names(env, tmp_path
     for i in range(40):
         write_png(folder / f"f{i:03d}.png", env["seq"].images[i % 4])
     cmd = [sys.executable, "-m", "md2_ros.cli", str(folder), "--checkpoint", env["ckpt"], "--device", "cpu",
-           "--no-progress", "--batch-size", "1", "-o", str(tmp_path / "out"), "--bag-out", str(tmp_path / "res")]
+           "--no-progress", "--backend", "eager", "--batch-size", "1", "-o", str(tmp_path / "out"), "--bag-out", str(tmp_path / "res")]
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     mcap = tmp_path / "res.partial" / "res" / "res.mcap"
