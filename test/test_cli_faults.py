@@ -17,7 +17,8 @@ import torch
 from test_cli import env, run_cli, write_png  # noqa: F401 (env is a fixture)
 
 from md2_ros.cli import main
-from md2_ros.core.checkpoint import CheckpointError, load_model
+from md2_ros.core.checkpoint import CheckpointError
+from md2_ros.core.model import load_model
 
 rosbags = pytest.importorskip("rosbags")
 from rosbags.highlevel import AnyReader  # noqa: E402

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from md2_ros.core.checkpoint import CheckpointError, atomic_write_bytes, load_model
+from md2_ros.core.checkpoint import CheckpointError, atomic_write_bytes
+from md2_ros.core.model import load_model
 from md2_ros.core.model import DepthModel
 
 ROOT = Path(__file__).resolve().parents[2]
