@@ -14,8 +14,7 @@ import pytest
 import torch
 
 from md2_ros.core.checkpoint import CheckpointError, atomic_write_bytes
-from md2_ros.core.model import load_model
-from md2_ros.core.model import DepthModel
+from md2_ros.core.model import DepthModel, load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
