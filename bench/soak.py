@@ -197,6 +197,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.frames < 2 * args.every:
         raise SystemExit("--frames must cover at least two report windows (2 x --every)")
+    if min(int(x) for x in args.net_size.lower().split("x")) < 64:
+        raise SystemExit("--net-size: at least 64 px per side (the encoder's 1/32 feature map needs 2 px)")
     from md2_ros.ros.transport import configure_fastdds
     configure_fastdds()
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
