@@ -10,7 +10,7 @@ import numpy as np
 from md2_ros.io.bags import open_reader
 from md2_ros.io.stamps import stamp_ns
 
-OUTPUTS = {"depth": "/depth_node/depth", "colored": "/depth_node/depth_colored", "points": "/depth_node/points",
+OUTPUTS = {"depth": "/depth_node/depth/image_rect", "colored": "/depth_node/depth/colorized", "points": "/depth_node/depth/points",
            "info": "/depth_node/depth/camera_info"}
 
 
@@ -53,7 +53,7 @@ class Player:
 
         self.node = DepthNode("depth_node", parameter_overrides=[
             Parameter("model_path", value=str(model_path)), Parameter("device", value=device),
-            Parameter("use_compressed", value=True), Parameter("camera_height", value=float(camera_height))])
+            Parameter("image_transport", value="compressed"), Parameter("camera_height", value=float(camera_height))])
         self.io = rclpy.create_node("demo_player")
         self.pub_img = self.io.create_publisher(CompressedImage, "image_raw/compressed", 10)
         self.pub_info = self.io.create_publisher(CameraInfo, "camera_info", 10)
