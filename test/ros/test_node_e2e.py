@@ -126,7 +126,7 @@ def test_lifecycle_state_active(e2e):
     from lifecycle_msgs.msg import State
     from lifecycle_msgs.srv import GetState
     client = h.node.create_client(GetState, "/depth_node/get_state")
-    assert client.wait_for_service(timeout_sec=10.0)
+    assert client.wait_for_service(timeout_sec=30.0)   # service discovery can lag on a busy machine
     fut = client.call_async(GetState.Request())
     assert h.wait(fut.done, 10.0)
     assert fut.result().current_state.id == State.PRIMARY_STATE_ACTIVE
