@@ -95,18 +95,37 @@ def _kitti_stamps(dataset) -> dict:
     return {f: (frames + f) * KITTI_PERIOD_NS for f in dataset.int_frame_ids}
 
 
-def _poses_track(cfg: TrainConfig, dataset) -> OdometryTrack:
-    """Track of a KITTI-layout drive from its poses file (line i = frame i, 10 Hz)."""
+def _poses_track(path) -> OdometryTrack:
+    """Track of one KITTI-layout drive from its poses file (line i = frame i, 10 Hz)."""
     from .evaluate_pose import read_kitti_poses
 
-    folders = {folder for folder, _, _ in dataset.samples}
-    if len(folders) != 1:
-        raise ValueError(f"data.poses_file covers one drive, but the dataset spans {len(folders)} drives")
-    path = cfg.data.poses_file
-    if path == "auto":
-        path = Path(dataset.data_path) / next(iter(folders)) / "poses.txt"
     poses = read_kitti_poses(path)
     return OdometryTrack.from_positions(np.arange(len(poses)) * KITTI_PERIOD_NS, poses[:, :3, 3], str(path))
+
+
+def _poses_distances(cfg: TrainConfig, dataset, stamps: dict) -> tuple[dict, int, str]:
+    """Pair distances of a KITTI-layout dataset from poses files: ``data.poses_file`` for a one-drive
+    dataset, or "auto" = each drive's own ``<drive>/poses.txt`` (any number of drives)."""
+    folders = np.array([folder for folder, _, _ in dataset.samples])
+    names = list(dict.fromkeys(folders.tolist()))
+    if cfg.data.poses_file != "auto" and len(names) != 1:
+        raise ValueError(f"data.poses_file covers one drive, but the dataset spans {len(names)} drives; "
+                         "use data.poses_file=auto to read each drive's own poses.txt")
+    dists = {f: np.full(len(folders), np.nan, dtype=np.float32) for f in stamps if f != 0}
+    skipped, sources = 0, []
+    for name in names:
+        path = cfg.data.poses_file
+        if path == "auto":
+            path = Path(dataset.data_path) / name / "poses.txt"
+        idx = np.flatnonzero(folders == name)
+        track = _poses_track(path)
+        part, sk = pair_distances(track, stamps[0][idx], {f: s[idx] for f, s in stamps.items() if f != 0},
+                                  cfg.data.odometry_max_gap)
+        for f, d in part.items():
+            dists[f][idx] = d
+        skipped += sk
+        sources.append(track.source)
+    return dists, skipped, sources[0] if len(sources) == 1 else f"{len(sources)} poses files ({sources[0]}, ...)"
 
 
 def attach_odometry(cfg: TrainConfig, dataset) -> dict:
@@ -117,24 +136,30 @@ def attach_odometry(cfg: TrainConfig, dataset) -> dict:
     """
     from .datasets import RosbagDataset
 
+    if isinstance(dataset, torch.utils.data.ConcatDataset):   # one dataset per drive (data.split=all)
+        if cfg.data.poses_file != "auto":
+            raise ValueError(f"data.poses_file covers one drive, but the dataset spans {len(dataset.datasets)} "
+                             "drives; use data.poses_file=auto to read each drive's own poses.txt")
+        parts = [attach_odometry(cfg, part) for part in dataset.datasets]
+        return {"pairs": sum(p["pairs"] for p in parts), "skipped": sum(p["skipped"] for p in parts),
+                "source": f"{len(parts)} poses files ({parts[0]['source']}, ...)"}
     if isinstance(dataset, RosbagDataset):
         track = read_bag_track(dataset.bag, cfg.data.odometry_topic or None)
         stamps = dataset.frame_stamps()
+        dists, skipped = pair_distances(track, stamps[0], {f: s for f, s in stamps.items() if f != 0},
+                                        cfg.data.odometry_max_gap)
+        source = track.source
     elif hasattr(dataset, "samples") and cfg.data.poses_file:
-        track = _poses_track(cfg, dataset)
-        stamps = _kitti_stamps(dataset)
+        dists, skipped, source = _poses_distances(cfg, dataset, _kitti_stamps(dataset))
     else:
         raise ValueError("velocity_weight > 0 needs odometry: a bag with an Odometry/TwistStamped topic "
                          "(data.kind=rosbag) or data.poses_file for a KITTI-layout drive")
-    targets = stamps[0]
-    dists, skipped = pair_distances(track, targets, {f: s for f, s in stamps.items() if f != 0},
-                                    cfg.data.odometry_max_gap)
     dataset.odometry = dists
     if skipped:
         dataset.skipped["pair without odometry"] = skipped
     pairs = sum(len(d) for d in dists.values())
-    log.info("velocity supervision: %d of %d pairs have odometry (%s)", pairs - skipped, pairs, track.source)
+    log.info("velocity supervision: %d of %d pairs have odometry (%s)", pairs - skipped, pairs, source)
     if skipped == pairs:
-        raise ValueError(f"velocity supervision: no image pair is covered by the odometry of {track.source} "
+        raise ValueError(f"velocity supervision: no image pair is covered by the odometry of {source} "
                          f"(max gap {cfg.data.odometry_max_gap} s)")
-    return {"pairs": pairs, "skipped": skipped, "source": track.source}
+    return {"pairs": pairs, "skipped": skipped, "source": source}

@@ -114,3 +114,25 @@ def test_brief_training_gets_translation_scale_only_with_velocity(bag, tmp_path)
         ratios[w] = _translation_ratio(trainer, ds)
     assert ratios[0.05] == pytest.approx(1.0, abs=0.1)
     assert not 0.9 < ratios[0.0] < 1.1
+
+
+def test_poses_auto_reads_each_drives_own_poses(tmp_path):
+    """data.split=all over several synthetic drives: ``poses_file=auto`` gives every sample its own
+    drive's distances; one explicit poses file for several drives is refused."""
+    from md2_ros.synthetic import write_kitti_layout
+
+    speeds = {"a": 0.3, "b": 0.7}
+    for name, speed in speeds.items():
+        seq = render_sequence(4, 64, 64, seed=1, speed=speed, yaw_rate=0.0, supersample=1)
+        write_kitti_layout(seq, tmp_path / "root", drive=f"2011_09_26_drive_{name}_sync")
+    base = ["data.kind=kitti", f"data.path={tmp_path / 'root'}", "data.split=all", "data.num_workers=0",
+            "height=64", "width=64", f"log_dir={tmp_path / 'log'}", "velocity_weight=0.05"]
+    ds = build_dataset(load_config(None, [*base, "data.poses_file=auto"]))
+    assert len(ds.datasets) == 2
+    for part, speed in zip(ds.datasets, speeds.values()):
+        for i in range(len(part)):
+            assert part[i][("odom_dist", 1)].item() == pytest.approx(speed, rel=1e-5)
+            assert part[i][("odom_dist", -1)].item() == pytest.approx(speed, rel=1e-5)
+    one = tmp_path / "root" / "2011_09_26" / "2011_09_26_drive_a_sync" / "poses.txt"
+    with pytest.raises(ValueError, match="poses_file=auto"):
+        build_dataset(load_config(None, [*base, f"data.poses_file={one}"]))
