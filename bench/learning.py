@@ -351,7 +351,7 @@ def main(argv=None) -> int:
         else:
             data, scorer = synthetic_setup(profile, args.cache, args.jobs)
         if args.metric:
-            args.overrides = [*args.overrides, *METRIC_SETTINGS]   # after the recipe: they win
+            args.overrides = [*METRIC_SETTINGS, *args.overrides]   # after the recipe; --set still wins
             scorer.unscaled = True
         cfg = train_config(profile, data, args.cache / f"run_{args.tag or args.profile}", args.device, args.overrides)
         from train.data import build_dataset
