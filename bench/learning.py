@@ -219,6 +219,14 @@ def train_config(profile: dict, data_overrides: list[str], log_dir: Path, device
     return load_config(None, overrides)
 
 
+def _curve_row(scored: dict, **head) -> dict:
+    """One point of the curve: ``head`` (step, seconds, loss) + the CURVE_KEYS (+ unscaled abs_rel if scored)."""
+    row = {**head, **{k: scored[k] for k in CURVE_KEYS}}
+    if "unscaled" in scored:
+        row["abs_rel_unscaled"] = scored["unscaled"]["abs_rel"]
+    return row
+
+
 def run_curve(cfg, dataset, scorer: Scorer, eval_every: int) -> dict:
     """Train, scoring every ``eval_every`` steps; returns the JSON-ready result."""
     import torch
@@ -228,19 +236,14 @@ def run_curve(cfg, dataset, scorer: Scorer, eval_every: int) -> dict:
 
     trainer = Trainer(cfg, dataset)
     untrained = scorer.model(trainer.nets.depth)
-    curve = [{"step": 0, "seconds": 0.0, **{k: untrained[k] for k in CURVE_KEYS}}]
-    if "unscaled" in untrained:
-        curve[0]["abs_rel_unscaled"] = untrained["unscaled"]["abs_rel"]
+    curve = [_curve_row(untrained, step=0, seconds=0.0)]
     t0 = time.time()
     print(f"step {0:6d}  abs_rel {untrained['abs_rel']:.3f}  a1 {untrained['a1']:.3f}  (untrained)", flush=True)
 
     def hook(tr, result):
         if tr.step_count % eval_every == 0:
             m = scorer.model(tr.nets.depth)
-            row = {"step": tr.step_count, "seconds": round(time.time() - t0, 1),
-                   "loss": round(result["loss"], 5), **{k: m[k] for k in CURVE_KEYS}}
-            if "unscaled" in m:
-                row["abs_rel_unscaled"] = m["unscaled"]["abs_rel"]
+            row = _curve_row(m, step=tr.step_count, seconds=round(time.time() - t0, 1), loss=round(result["loss"], 5))
             curve.append(row)
             print(f"step {row['step']:6d}  abs_rel {row['abs_rel']:.3f}  a1 {row['a1']:.3f}  "
                   f"loss {row['loss']:.4f}  scale {row['scale_ratio']:.3g}  {row['seconds']:.0f} s", flush=True)
@@ -351,7 +354,8 @@ def main(argv=None) -> int:
         else:
             data, scorer = synthetic_setup(profile, args.cache, args.jobs)
         if args.metric:
-            args.overrides = [*METRIC_SETTINGS, *args.overrides]   # after the recipe; --set still wins
+            # after the recipe; --set still wins. The term starts after a third of the steps (docs/metric.md)
+            args.overrides = [*METRIC_SETTINGS, f"velocity_start_step={profile['steps'] // 3}", *args.overrides]
             scorer.unscaled = True
         cfg = train_config(profile, data, args.cache / f"run_{args.tag or args.profile}", args.device, args.overrides)
         from train.data import build_dataset

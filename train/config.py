@@ -66,6 +66,11 @@ class TrainConfig:
     # zero gradient) — the collapse seen on small data; the pose net carries the scale instead
     depth_normalization: bool = False
     velocity_weight: float = 0.0   # > 0: |‖t_pred‖ − ‖v‖Δt| on the pose net (needs odometry; the model becomes metric)
+    # the velocity term joins the loss at this optimizer step (the metres per unit is tracked from step 0):
+    # under Adam any weight of it dominates the pose net's translation, so from step 0 it pins the translations
+    # at their untrained length and the depth at the sigmoid's near end; later, at the scale the photometric
+    # loss has found (docs/metric.md)
+    velocity_start_step: int = 0
     # optimisation
     batch_size: int = 12
     learning_rate: float = 1e-4
@@ -146,6 +151,8 @@ class TrainConfig:
         if self.velocity_weight < 0 or self.data.odometry_max_gap <= 0:
             bad(f"velocity_weight must be >= 0 and data.odometry_max_gap > 0, got {self.velocity_weight}, "
                 f"{self.data.odometry_max_gap}")
+        if self.velocity_start_step < 0:
+            bad(f"velocity_start_step must be >= 0, got {self.velocity_start_step}")
         if self.velocity_weight > 0 and not self.temporal_ids:
             bad("velocity_weight > 0 needs temporal source frames (frame_ids like [0, -1, 1])")
         if self.velocity_weight > 0 and self.depth_normalization:

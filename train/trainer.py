@@ -104,7 +104,8 @@ class Trainer:
             outputs = self.model(batch)
         losses = compute_losses(self.cfg, batch, outputs)
         if self.cfg.velocity_weight > 0:
-            add_velocity_term(self.cfg, batch, outputs, losses, self.nets)
+            add_velocity_term(self.cfg, batch, outputs, losses, self.nets,
+                              active=self.step_count >= self.cfg.velocity_start_step)
         return outputs, losses
 
     def step(self, batch: dict) -> dict:

@@ -71,11 +71,12 @@ def track_unit(nets, norms: torch.Tensor, dists: torch.Tensor) -> torch.Tensor:
     return nets.metres_per_unit.detach()
 
 
-def add_velocity_term(cfg: TrainConfig, inputs: dict, outputs: dict, losses: dict, nets) -> None:
+def add_velocity_term(cfg: TrainConfig, inputs: dict, outputs: dict, losses: dict, nets, active: bool = True) -> None:
     """Add ``velocity_weight · mean |‖t_pred‖ − d / unit|`` (network units) to ``losses["loss"]``; record the term as
     "velocity", the pairs used as "velocity_pairs" and the metres per network unit as "metres_per_unit".
 
     unit: STEREO_UNIT with stereo (fixed by the baseline), else tracked from the odometry (:func:`track_unit`).
+    ``active`` False (before ``velocity_start_step``): the unit is tracked, the term is 0.
     """
     from .objective import STEREO_UNIT
 
@@ -86,7 +87,7 @@ def add_velocity_term(cfg: TrainConfig, inputs: dict, outputs: dict, losses: dic
     # depth at the sigmoid's near end (measured: a flat depth map, held-out abs_rel 0.488 = one depth
     # everywhere after 500 steps); u, tracked in closed form, carries the scale
     err = torch.abs(norms - dists / unit.to(norms.device))
-    term = cfg.velocity_weight * err.mean() if err.numel() else norms.sum() * 0.0
+    term = cfg.velocity_weight * err.mean() if err.numel() and active else norms.sum() * 0.0
     losses["loss"] = losses["loss"] + term
     losses["velocity"] = term.detach()
     losses["velocity_pairs"] = int(err.numel())

@@ -136,3 +136,19 @@ def test_poses_auto_reads_each_drives_own_poses(tmp_path):
     one = tmp_path / "root" / "2011_09_26" / "2011_09_26_drive_a_sync" / "poses.txt"
     with pytest.raises(ValueError, match="poses_file=auto"):
         build_dataset(load_config(None, [*base, f"data.poses_file={one}"]))
+
+
+def test_velocity_term_waits_for_its_start_step(bag, tmp_path):
+    """Before ``velocity_start_step`` the term is zero but the metres per unit is already tracked; from it on
+    the term is in the loss."""
+    cfg = _cfg(bag, tmp_path, 0.05, 3)
+    cfg.velocity_start_step = 1
+    ds = build_dataset(cfg)
+    trainer = Trainer(cfg, ds)
+    batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
+    first = trainer.step(batch)["losses"]
+    assert float(first["velocity"]) == 0.0 and first["metres_per_unit"] > 0
+    second = trainer.step(batch)["losses"]
+    assert float(second["velocity"]) > 0
+    with pytest.raises(ValueError, match="velocity_start_step"):
+        load_config(None, ["velocity_start_step=-1"])
