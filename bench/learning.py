@@ -159,7 +159,7 @@ class Scorer:
                 "scale_ratio": None if ratio is None else round(float(ratio), 4),
                 "scale_error_median": round(float(res["scale_error_median"]), 4)}
 
-    def _disparities(self, model) -> np.ndarray:
+    def disparities(self, model) -> np.ndarray:
         import torch
 
         from train.evaluate_depth import predict_disparities
@@ -172,20 +172,22 @@ class Scorer:
         return disps
 
     def model(self, model) -> dict:
-        disps = self._disparities(model)
+        return self.scores(self.disparities(model))
+
+    def scores(self, disps) -> dict:
+        """Median-scaled metrics of predicted disparities (+ unscaled ones with ``unscaled``)."""
         scored = self._evaluate(disps, "disp")
         if self.unscaled:
             scored["unscaled"] = {k: v for k, v in self._evaluate(disps, "disp", median_scaling=False).items()
                                   if k in ("abs_rel", "rmse", "a1", "scale_error_median")}
         return scored
 
-    def camera_height(self, model, height: float, window: int = 15) -> dict:
-        """No median scaling: each frame × the camera-height scale of the node (RANSAC ground plane in the
-        lower band, running median over ``window`` accepted frames within a sequence)."""
+    def camera_height(self, disps, height: float, window: int = 15) -> dict:
+        """No median scaling: each frame of predicted ``disps`` × the camera-height scale of the node (RANSAC
+        ground plane in the lower band, running median over ``window`` accepted frames within a sequence)."""
         from md2_ros.io.intrinsics import scale_intrinsics
         from train.metric_eval import ground_scales
 
-        disps = self._disparities(model)
         factors, fits, start = [], [], 0
         for n in self.frames.sequences:
             Ks = [scale_intrinsics(K, img.shape[1::-1], disps[0].shape[::-1])
@@ -253,10 +255,11 @@ def run_curve(cfg, dataset, scorer: Scorer, eval_every: int) -> dict:
     seconds = time.time() - t0
     exported = DepthModel.load(summary["exported"], device="cpu")
     torch.set_num_threads(torch.get_num_threads())
-    trained = scorer.model(exported)
+    disps = scorer.disparities(exported)   # once, for both rows
+    trained = scorer.scores(disps)
     return {"steps": summary["steps"], "train_seconds": round(seconds, 1), "curve": curve,
             "heldout": {"trained": trained, "untrained": untrained, "constant": scorer.constant(),
-                        "trained_camera_height": scorer.camera_height(exported, CAMERA_HEIGHT)},
+                        "trained_camera_height": scorer.camera_height(disps, CAMERA_HEIGHT)},
             "checkpoint": summary["exported"]}
 
 
