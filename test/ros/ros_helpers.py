@@ -100,9 +100,14 @@ def stamp_key(h) -> tuple:
 
 class Harness:
     """Test-side node: publishes image/camera_info for each camera prefix and records every
-    output by (stamp, frame_id). Spins only inside ``wait``."""
+    output by (stamp, frame_id). Spins only inside ``wait``.
 
-    def __init__(self, name="md2_test_harness", cameras=("",), node_ns="/depth_node", compressed=True, inputs="/"):
+    ``info_seen(cam, info) -> bool``, when the node runs in this process, tells ``send`` that the node holds
+    ``info``: the image then cannot overtake its CameraInfo (the node's executor may take a ready image before
+    a ready CameraInfo). Without it ``send`` pauses 0.2 s after the CameraInfo."""
+
+    def __init__(self, name="md2_test_harness", cameras=("",), node_ns="/depth_node", compressed=True, inputs="/",
+                 info_seen=None):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
 
@@ -111,6 +116,7 @@ class Harness:
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
         self.rclpy = rclpy
+        self.info_seen = info_seen
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
@@ -161,11 +167,22 @@ class Harness:
         """Publish ``info`` then ``msg``; return {kind: output} for the kinds in ``wait_for``
         (None for those that did not arrive in ``timeout``)."""
         if info is not None:
-            self.pub[cam]["camera_info"].publish(info)
-            self.wait(lambda: False, 0.05)
+            self.publish_info(info, cam)
         self.pub[cam][kind].publish(msg)
         self.wait(lambda: all(self.output(k, msg.header, cam) is not None for k in wait_for), timeout)
         return {k: self.output(k, msg.header, cam) for k in wait_for}
+
+    def publish_info(self, info, cam=""):
+        """Publish ``info`` (sensor-data QoS: best effort, so again if the node has not seen it in 2 s)."""
+        if self.info_seen is None:
+            self.pub[cam]["camera_info"].publish(info)
+            self.wait(lambda: False, 0.2)
+            return
+        for _ in range(3):
+            self.pub[cam]["camera_info"].publish(info)
+            if self.wait(lambda: self.info_seen(cam, info), 2.0):
+                return
+        raise AssertionError(f"the node did not receive CameraInfo for camera {cam!r} in 6 s")
 
     def latest_status(self, contains=""):
         for arr in reversed(self.diagnostics):

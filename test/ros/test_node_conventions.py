@@ -37,7 +37,8 @@ def live(request):
     """(LiveNode, Harness) with node parameters from ``@pytest.mark.parametrize('live', [{...}], indirect=True)``."""
     params = getattr(request, "param", {})
     node = LiveNode(**params)
-    harness = Harness(name="md2_conventions_harness")
+    harness = Harness(name="md2_conventions_harness", info_seen=lambda cam, msg: next(
+        c for c in node.node.cameras if c.name == cam)._info == msg)
     kind = "compressed" if node.node.transport == "compressed" else "image"
     outputs = [s for s in harness.node.subscriptions if "/depth_node/" in s.topic_name]
     try:
@@ -56,7 +57,7 @@ def test_camera_publishing_raw_and_compressed_gets_one_output_per_frame(live):
     transport = node.node.transport
     for sec in range(100, 106):
         msg, rgb = frame(sec)
-        h.pub[""]["camera_info"].publish(info())
+        h.publish_info(info())
         h.pub[""]["image"].publish(msg)              # image_transport publishes both when both have subscribers
         h.pub[""]["compressed"].publish(png(msg, rgb))
         assert h.wait(lambda: h.output("depth", msg.header) is not None, 10.0), sec

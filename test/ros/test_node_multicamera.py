@@ -33,7 +33,7 @@ def send_pair(h, kitti, sec, sizes):
     for i, (cam, size) in enumerate(zip(CAMS, sizes)):
         frame_id = f"{cam}_optical"
         h.pub[cam]["camera_info"].publish(kitti_camera_info(kitti, *size, frame_id))
-    h.wait(lambda: False, 0.05)
+    h.wait(lambda: False, 0.2)                  # the node's executor may take a ready image before its CameraInfo
     for i, (cam, size) in enumerate(zip(CAMS, sizes)):
         rgb = kitti_frame(kitti, 30 + i, size)
         msgs[cam] = (cv.numpy_to_image(rgb, "rgb8", header(sec, i, f"{cam}_optical")), rgb)
