@@ -23,7 +23,7 @@ BAG_EXTS = {".mcap", ".db3", ".bag"}
 
 __all__ = ["IMAGE_TYPE", "COMPRESSED_TYPE", "IMAGE_TYPES", "INFO_TYPE", "CLOUD_TYPE", "BAG_EXTS", "typestore",
            "sibling_info_topic", "BagReadError", "open_reader", "list_topics", "make_header", "bag_dir_for",
-           "DepthBagWriter"]
+           "DepthBagWriter", "TopicChoiceError", "choose_image_topic", "choose_info_topic"]
 
 
 class BagReadError(FormatError):
@@ -73,6 +73,58 @@ def list_topics(reader) -> dict[str, tuple[str, int]]:
         typ, n = out.get(c.topic, (c.msgtype, 0))
         out[c.topic] = (typ, n + int(c.msgcount))
     return out
+
+
+class TopicChoiceError(FormatError):
+    """The image or CameraInfo topic cannot be chosen: missing, ambiguous or of the wrong type (the text
+    names the bag, the topic and the candidates)."""
+
+
+def _names(topics: dict, types) -> list[str]:
+    return sorted(t for t, (typ, _) in topics.items() if typ in types)
+
+
+def choose_image_topic(topics: dict, path, topic: str | None = None, hint: str = "pick one") -> str:
+    """The image topic to read from ``topics`` ({topic: (msgtype, count)}, :func:`list_topics`): ``topic``
+    checked, or the bag's only Image/CompressedImage topic. ``hint`` says how the caller picks one."""
+    images = _names(topics, IMAGE_TYPES)
+    if topic is None:
+        if len(images) != 1:
+            raise TopicChoiceError(f"{path}: {'no' if not images else 'several'} image topics "
+                                   f"({', '.join(images) or 'none'}; all topics: {', '.join(sorted(topics)) or 'none'}); "
+                                   f"{hint}")
+        return images[0]
+    if topic not in topics:
+        raise TopicChoiceError(f"{path}: topic {topic} is not in this bag; image topics: {', '.join(images) or 'none'}")
+    if topics[topic][0] not in IMAGE_TYPES:
+        raise TopicChoiceError(f"{path}: topic {topic} is {topics[topic][0]}, not an Image/CompressedImage topic; "
+                               f"image topics: {', '.join(images) or 'none'}")
+    return topic
+
+
+def choose_info_topic(topics: dict, path, image_topic: str, info_topic: str | None = None, required: bool = True,
+                      hint: str = "pick one") -> str | None:
+    """The CameraInfo topic for ``image_topic``: ``info_topic`` checked, else the image_transport sibling
+    (:func:`sibling_info_topic`), else the bag's only CameraInfo topic. None when none can be told apart
+    and not ``required``; else TopicChoiceError."""
+    infos = _names(topics, (INFO_TYPE,))
+    if info_topic is not None:
+        if info_topic not in infos:
+            raise TopicChoiceError(f"{path}: CameraInfo topic {info_topic} not found; CameraInfo topics: "
+                                   f"{', '.join(infos) or 'none'}")
+        return info_topic
+    sibling = sibling_info_topic(image_topic)
+    if sibling in infos:
+        return sibling
+    if len(infos) == 1:
+        return infos[0]
+    if not required:
+        return None
+    if not infos:
+        raise TopicChoiceError(f"{path} has no {INFO_TYPE} topic: intrinsics are needed (topics: "
+                               f"{', '.join(sorted(topics))}); record camera_info with the images")
+    raise TopicChoiceError(f"{path}: cannot tell which CameraInfo topic belongs to {image_topic} "
+                           f"(candidates {', '.join(infos)}); {hint}")
 
 
 def make_header(types, stamp_ns: int, frame_id: str):

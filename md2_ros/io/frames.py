@@ -14,8 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .bags import (BAG_EXTS, IMAGE_TYPES, INFO_TYPE, BagReadError, list_topics, open_reader, sibling_info_topic,
-                      typestore)
+from .bags import (BAG_EXTS, INFO_TYPE, BagReadError, TopicChoiceError, choose_image_topic, choose_info_topic,
+                   list_topics, open_reader, typestore)
 from .errors import FormatError
 from .images import decode_image_msg, read_image_file
 from .intrinsics import InvalidIntrinsics, camera_info_K
@@ -161,22 +161,11 @@ class BagSource:
                 topics = list_topics(reader)
         except BagReadError as exc:
             raise InputError(str(exc)) from exc
-        images = sorted(t for t, (m, _) in topics.items() if m in IMAGE_TYPES)
-        infos = sorted(t for t, (m, _) in topics.items() if m == INFO_TYPE)
-        if topic is None:
-            if len(images) != 1:
-                raise InputError(f"{self.path}: {'no' if not images else 'several'} image topics "
-                                 f"({', '.join(images) or 'none'}); pick one with --topic")
-            topic = images[0]
-        elif topic not in images:
-            raise InputError(f"{self.path}: topic {topic!r} is not an Image/CompressedImage topic of this bag; "
-                             f"image topics: {', '.join(images) or 'none'}")
-        if info_topic is not None and info_topic not in infos:
-            raise InputError(f"{self.path}: camera_info topic {info_topic!r} not found; CameraInfo topics: "
-                             f"{', '.join(infos) or 'none'}")
-        if info_topic is None:
-            sibling = sibling_info_topic(topic)
-            info_topic = sibling if sibling in infos else (infos[0] if len(infos) == 1 else None)
+        try:
+            topic = choose_image_topic(topics, self.path, topic, hint="pick one with --topic")
+            info_topic = choose_info_topic(topics, self.path, topic, info_topic, required=False)
+        except TopicChoiceError as exc:
+            raise InputError(str(exc)) from exc
         self.topic, self.info_topic, self.msgtype = topic, info_topic, topics[topic][0]
         self.total = (topics[topic][1] + every - 1) // every
         self.bad = 0

@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 
 from md2_ros.core.checkpoint import pid_alive
-from md2_ros.io.bags import IMAGE_TYPES, INFO_TYPE, BagReadError, list_topics, open_reader, sibling_info_topic
+from md2_ros.io.bags import (BagReadError, TopicChoiceError, choose_image_topic, choose_info_topic, list_topics,
+                             open_reader)
 from md2_ros.io.images import ImageDecodeError, decode_image_msg
 from md2_ros.io.stamps import stamp_ns
 
@@ -89,42 +90,18 @@ def open_bag(path: Path):
         raise BagError(str(exc)) from exc.__cause__
 
 
-def _info_for(image_topic: str, topics: dict, path: Path) -> str:
-    guess = sibling_info_topic(image_topic)
-    infos = [t for t, (typ, _) in topics.items() if typ == INFO_TYPE]
-    if guess in infos:
-        return guess
-    if len(infos) == 1:
-        return infos[0]
-    if not infos:
-        raise BagError(f"bag {path} has no {INFO_TYPE} topic: intrinsics are needed "
-                       f"(topics: {sorted(topics)}); record camera_info with the images")
-    raise BagError(f"bag {path}: cannot tell which CameraInfo topic belongs to {image_topic} "
-                   f"(candidates {infos}); pass camera_info_topic")
-
-
 def resolve_topics(reader, path: Path, image_topic: str | None, info_topic: str | None) -> tuple[str, str]:
     """Pick / check the image and CameraInfo topics; BagError naming the bag and topic on any problem."""
     topics = list_topics(reader)
     if not topics or sum(n for _, n in topics.values()) == 0:
         raise BagError(f"bag {path} is empty (no messages)")
-    images = [t for t, (typ, _) in topics.items() if typ in IMAGE_TYPES]
-    if image_topic is None:
-        if len(images) != 1:
-            raise BagError(f"bag {path}: {'no' if not images else 'several'} image topics "
-                           f"({images or sorted(topics)}); pass image_topic")
-        image_topic = images[0]
-    elif image_topic not in topics:
-        raise BagError(f"topic {image_topic} not in bag {path} (image topics: {images})")
-    elif topics[image_topic][0] not in IMAGE_TYPES:
-        raise BagError(f"topic {image_topic} in bag {path} is {topics[image_topic][0]}, not an image")
-    if topics[image_topic][1] == 0:
-        raise BagError(f"topic {image_topic} in bag {path} has no messages")
-    if info_topic is None:
-        info_topic = _info_for(image_topic, topics, path)
-    elif info_topic not in topics or topics[info_topic][0] != INFO_TYPE:
-        raise BagError(f"CameraInfo topic {info_topic} not in bag {path} "
-                       f"(CameraInfo topics: {[t for t, (ty, _) in topics.items() if ty == INFO_TYPE]})")
+    try:
+        image_topic = choose_image_topic(topics, f"bag {path}", image_topic, hint="pass image_topic")
+        if topics[image_topic][1] == 0:
+            raise BagError(f"topic {image_topic} in bag {path} has no messages")
+        info_topic = choose_info_topic(topics, f"bag {path}", image_topic, info_topic, hint="pass camera_info_topic")
+    except TopicChoiceError as exc:
+        raise BagError(str(exc)) from exc
     return image_topic, info_topic
 
 
