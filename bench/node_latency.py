@@ -140,6 +140,15 @@ class Bench:
         self.rclpy.try_shutdown()
 
 
+def stop_node(proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """SIGINT (the node's clean shutdown), then kill if it is still running after ``timeout`` seconds."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def summarise(name, bench, stamps, model_ms, rss, diag_from: int) -> dict:
     with bench.lock:
         got = {s: bench.arrivals[s] for s in stamps if s in bench.arrivals}
@@ -236,11 +245,7 @@ def main(argv=None) -> int:
             rows.append(summarise(f"{rate:g} Hz", bench, stamps, model_ms, (r0, rss()), d0))
     finally:
         bench.close()
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_node(proc)
         log.close()
     after_ms, after_p99 = model_time(model_path, frames, args.device, args.torch_threads)
     print(f"pure model time again (node stopped): mean {after_ms:.1f} ms, p99 {after_p99:.1f} ms")

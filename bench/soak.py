@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
-from node_latency import Bench  # noqa: E402  (the same publisher as the latency bench)
+from node_latency import Bench, stop_node  # noqa: E402  (the same publisher and shutdown as the latency bench)
 
 RSS_LIMIT = 0.05
 
@@ -220,11 +219,7 @@ def main(argv=None) -> int:
             rows = play(player, proc, args)
         finally:
             player.close()
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_node(proc)
     return 0 if verdict(rows) else 1
 
 
