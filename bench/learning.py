@@ -48,7 +48,7 @@ HELDOUT_SEED0 = 10_000
 CAMERA_HEIGHT = 1.65   # metres: KITTI's camera, and md2_ros.synthetic's
 CURVE_KEYS = ("abs_rel", "rmse", "a1", "scale_ratio")
 # --metric: velocity supervision from each scene's poses.txt (docs/metric.md); it needs un-normalised warping
-METRIC_SETTINGS = ["velocity_weight=0.05", "data.poses_file=auto", "depth_normalization=false"]
+METRIC_SETTINGS = ["velocity_weight=0.5", "data.poses_file=auto", "depth_normalization=false"]
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -207,6 +207,22 @@ class Scorer:
     def constant(self) -> dict:
         return self._evaluate([np.ones_like(g) for g in self.gts], "depth")
 
+    def ground_prior(self, height: float, fars=(20.0, 40.0, 80.0)) -> dict:
+        """A layout prior, no network: a level camera ``height`` above flat ground - depth fy·h / (v − cy)
+        below the horizon, ``far`` above it and beyond - median-scaled; the best of ``fars`` (favours the
+        prior). What a model scores that has learnt "lower in the image is nearer" and nothing else."""
+        rows = []
+        for far in fars:
+            preds = []
+            for K, img, gt in zip(self.frames.Ks, self.images, self.gts):
+                sy = gt.shape[0] / img.shape[0]
+                fy, cy = K[1, 1] * sy, K[1, 2] * sy
+                below = np.arange(gt.shape[0], dtype=np.float64)[:, None] - cy
+                d = np.where(below > 0, fy * height / np.maximum(below, 1e-9), far)
+                preds.append(np.broadcast_to(np.minimum(d, far), gt.shape).astype(np.float32))
+            rows.append({"far": far, **self._evaluate(preds, "depth")})
+        return min(rows, key=lambda r: r["abs_rel"])
+
 
 # ----------------------------------------------------------------------------------------------- training
 
@@ -259,6 +275,7 @@ def run_curve(cfg, dataset, scorer: Scorer, eval_every: int) -> dict:
     trained = scorer.scores(disps)
     return {"steps": summary["steps"], "train_seconds": round(seconds, 1), "curve": curve,
             "heldout": {"trained": trained, "untrained": untrained, "constant": scorer.constant(),
+                        "ground_prior": scorer.ground_prior(CAMERA_HEIGHT),
                         "trained_camera_height": scorer.camera_height(disps, CAMERA_HEIGHT)},
             "checkpoint": summary["exported"]}
 
@@ -376,7 +393,8 @@ def main(argv=None) -> int:
     best = min(r["abs_rel"] for r in result["curve"])
     print(f"\n[learning] {args.profile}: {result['steps']} steps in {result['seconds']:.0f} s; held-out abs_rel: "
           f"trained {h['trained']['abs_rel']:.3f} (a1 {h['trained']['a1']:.3f}), untrained "
-          f"{h['untrained']['abs_rel']:.3f}, constant {h['constant']['abs_rel']:.3f}; best on the curve {best:.3f}")
+          f"{h['untrained']['abs_rel']:.3f}, constant {h['constant']['abs_rel']:.3f}, ground-plane prior "
+          f"{h['ground_prior']['abs_rel']:.3f}; best on the curve {best:.3f}")
     c = h["trained_camera_height"]
     if "abs_rel" in c:
         print(f"[learning] camera-height scale ({c['camera_height']} m, no median scaling): abs_rel {c['abs_rel']:.3f} "

@@ -50,3 +50,17 @@ def test_camera_height_row_says_why_when_no_ground(heldout):
 def test_metric_needs_odometry(capsys):
     assert L.main(["--kitti", "--metric", "--steps", "1"]) == 2
     assert "--metric needs odometry" in capsys.readouterr().err
+
+
+def test_ground_prior_row_is_exact_on_a_flat_ground(heldout):
+    frames, _ = heldout
+    flat = L.Heldout(images=frames.images[:2], Ks=frames.Ks[:2], sequences=[2])
+    h, w = frames.gts[0].shape
+    K = frames.Ks[0]
+    below = np.arange(h)[:, None] - K[1, 2]
+    ground = np.where(below > 0, K[1, 1] * CAMERA_HEIGHT / np.maximum(below, 1e-9), 40.0)
+    flat.gts = [np.broadcast_to(np.minimum(ground, 40.0), (h, w)).astype(np.float32)] * 2
+    row = L.Scorer(flat, "none").ground_prior(CAMERA_HEIGHT)
+    assert row["far"] == 40.0 and row["abs_rel"] < 1e-5
+    real = L.Scorer(frames, "none").ground_prior(CAMERA_HEIGHT)      # walls and boxes: the prior is not depth
+    assert real["abs_rel"] > 0.05
