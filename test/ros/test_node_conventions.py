@@ -32,24 +32,6 @@ def info(frame_id="cam"):
     return camera_info_from_kitti(K_FULL, W, H, frame_id, W / 1242, H / 375)
 
 
-def warm_up(node, h, kind):
-    """One frame through the node before the test, resent until its depth arrives: a best-effort sample
-    sent just after discovery can be lost while the node's reader has not yet matched our writer. Then the
-    records are cleared, so tests count only their own frames."""
-    msg, rgb = frame(1)
-    out = png(msg, rgb) if kind == "compressed" else msg
-    for _ in range(5):
-        h.pub[""][kind].publish(out)
-        if h.wait(lambda: h.output("depth", msg.header) is not None, 4.0):
-            break
-    else:
-        raise AssertionError("no depth for a warm-up frame sent 5 times in 20 s")
-    h.wait(lambda: False, 0.2)
-    h.got.clear()
-    node.model.calls = 0
-    node.model.images.clear()
-
-
 @pytest.fixture
 def live(request):
     """(LiveNode, Harness) with node parameters from ``@pytest.mark.parametrize('live', [{...}], indirect=True)``."""
@@ -62,7 +44,10 @@ def live(request):
     try:
         assert harness.wait(lambda: harness.pub[""][kind].get_subscription_count() > 0 and all(
             s.get_publisher_count() > 0 for s in outputs), 20.0), "node and harness did not connect"
-        warm_up(node, harness, kind)
+        msg, rgb = frame(1)
+        harness.warm_up(png(msg, rgb) if kind == "compressed" else msg, kind=kind)
+        node.model.calls = 0                         # tests count only their own frames
+        node.model.images.clear()
         yield node, harness
     finally:
         harness.close()

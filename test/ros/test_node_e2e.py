@@ -24,6 +24,7 @@ def e2e(tmp_path_factory, small_model_path, kitti_mini):
     try:
         if not harness.wait_connected(timeout=60):
             pytest.fail(f"depth node did not come up; log:\n{proc.stop()}")
+        harness.warm_up(frame_msg(kitti_mini, 0, 1)[0])
         yield harness, proc, kitti_mini
     finally:
         harness.close()
