@@ -156,11 +156,11 @@ class Harness:
     def output(self, kind, hdr, cam=""):
         return self.got.get((cam, kind), {}).get(stamp_key(hdr))
 
-    def wait_connected(self, timeout=30.0, cam="") -> bool:
-        """Until the node subscribes to our image topic and we receive its depth topic."""
+    def wait_connected(self, timeout=30.0, cam="", kind="image") -> bool:
+        """Until the node subscribes to our ``kind`` image topic and we receive its depth topics."""
         pubs = self.pub[cam]
         subs = [s for s in self.node.subscriptions if "depth" in s.topic_name]
-        return self.wait(lambda: pubs["image"].get_subscription_count() > 0 and all(
+        return self.wait(lambda: pubs[kind].get_subscription_count() > 0 and all(
             s.get_publisher_count() > 0 for s in subs), timeout)
 
     def send(self, msg, info=None, cam="", kind="image", wait_for=("depth",), timeout=10.0):

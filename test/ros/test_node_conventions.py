@@ -40,10 +40,8 @@ def live(request):
     harness = Harness(name="md2_conventions_harness", info_seen=lambda cam, msg: next(
         c for c in node.node.cameras if c.name == cam)._info == msg)
     kind = "compressed" if node.node.transport == "compressed" else "image"
-    outputs = [s for s in harness.node.subscriptions if "/depth_node/" in s.topic_name]
     try:
-        assert harness.wait(lambda: harness.pub[""][kind].get_subscription_count() > 0 and all(
-            s.get_publisher_count() > 0 for s in outputs), 20.0), "node and harness did not connect"
+        assert harness.wait_connected(timeout=20.0, kind=kind), "node and harness did not connect"
         msg, rgb = frame(1)
         harness.warm_up(png(msg, rgb) if kind == "compressed" else msg, kind=kind)
         node.model.calls = 0                         # tests count only their own frames
