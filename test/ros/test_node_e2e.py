@@ -93,7 +93,7 @@ def test_kitti_frames_outputs(e2e):
 def set_params(h, *params):
     from rclpy.parameter_client import AsyncParameterClient
     client = AsyncParameterClient(h.node, "/depth_node")
-    assert client.wait_for_services(timeout_sec=10.0)
+    assert client.wait_for_services(timeout_sec=30.0)     # service discovery can lag on a busy machine
     fut = client.set_parameters(list(params))
     assert h.wait(fut.done, 10.0)
     return fut.result().results
