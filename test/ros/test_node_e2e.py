@@ -141,7 +141,7 @@ def rejected_total(h):
 def expect_rejected(h, msg, match, kind="image"):
     before, _ = rejected_total(h)
     h.pub[""][kind].publish(msg)
-    assert h.wait(lambda: rejected_total(h)[0] > before, 5.0), f"not rejected: {match}"
+    assert h.wait(lambda: rejected_total(h)[0] > before, 10.0), f"not rejected: {match}"
     assert match in rejected_total(h)[1]
 
 
@@ -197,7 +197,7 @@ def test_odd_but_valid_inputs_publish_depth(e2e):
     # stamps going backwards: processed, output carries the (older) input stamp
     msg, _ = frame_msg(kitti, 12, 10)
     assert h.send(msg, info)["depth"].header.stamp.sec == 10
-    assert h.wait(lambda: "went backwards" in proc.log(), 3.0)
+    assert h.wait(lambda: "went backwards" in proc.log(), 10.0)
     assert proc.alive()
 
 
@@ -209,7 +209,7 @@ def test_camera_info_problems_skip_cloud_only(e2e):
     out = h.send(msg, zero, wait_for=("depth",))
     assert out["depth"] is not None
     assert no_output(h, "points", msg.header) and no_output(h, "depth/camera_info", msg.header, 0.0)
-    assert h.wait(lambda: "K all zero" in h.latest_status("depth_node")[1].get("camera_info", ""), 3.0)
+    assert h.wait(lambda: "K all zero" in h.latest_status("depth_node")[1].get("camera_info", ""), 10.0)
     other = info_for(kitti, 640, 480)           # another size, not a resize of this image
     msg, _ = frame_msg(kitti, 14, 6001)
     assert h.send(msg, other)["depth"] is not None and no_output(h, "points", msg.header)
@@ -247,7 +247,7 @@ def test_diagnostics_report_rates_and_drops(e2e):
     expect_rejected(h, BAD[0][1](), BAD[0][2])
     for sec in (8000, 8001, 8002):
         expect_served(h, kitti, sec)
-    assert h.wait(lambda: int(h.latest_status("depth_node")[1].get("processed", 0)) >= 3, 3.0)
+    assert h.wait(lambda: int(h.latest_status("depth_node")[1].get("processed", 0)) >= 3, 10.0)
     st, values = h.latest_status("depth_node")
     assert st is not None and st.hardware_id and "depth_node" in st.name
     for key in ("input_rate_hz", "output_rate_hz", "inference_ms", "processing_ms", "dropped_stale", "rejected",

@@ -66,5 +66,5 @@ def test_one_model_load_and_per_camera_diagnostics(rig):
     h, proc, kitti = rig
     send_pair(h, kitti, 500, ((248, 75), (248, 75)))
     assert proc.log().count("]: model ") == 1
-    assert h.wait(lambda: h.latest_status("cam0")[0] is not None and h.latest_status("cam1")[0] is not None, 3.0)
+    assert h.wait(lambda: h.latest_status("cam0")[0] is not None and h.latest_status("cam1")[0] is not None, 10.0)
     assert int(h.latest_status("cam1")[1]["processed"]) >= 1
