@@ -122,7 +122,7 @@ class Harness:
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = rclpy.executors.SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
-        self.pub, self.got, self.diagnostics = {}, {}, []
+        self.pub, self.got, self.diagnostics, self._clients = {}, {}, [], {}
         for cam in cameras:
             pre = f"{cam}/" if cam else ""
             src = inputs.rstrip("/") + "/" + pre          # where the node reads (its namespace, or remapped)
@@ -152,6 +152,17 @@ class Harness:
                 return True
             self.executor.spin_once(timeout_sec=0.02)
         return predicate()
+
+    def call(self, srv_type, name, request, timeout=30.0):
+        """``name``'s response to ``request``. One client per service, kept: discovery matches it once (that can
+        take seconds on a loaded machine) and later calls reuse it."""
+        if name not in self._clients:
+            self._clients[name] = self.node.create_client(srv_type, name)
+        client = self._clients[name]
+        assert client.wait_for_service(timeout_sec=timeout), f"no service {name}"
+        fut = client.call_async(request)
+        assert self.wait(fut.done, timeout), f"{name} did not answer"
+        return fut.result()
 
     def output(self, kind, hdr, cam=""):
         return self.got.get((cam, kind), {}).get(stamp_key(hdr))

@@ -72,23 +72,15 @@ class Launch:
         return time.monotonic() - t0
 
 
-def call(h, srv_type, name, request, timeout=20.0):
-    client = h.node.create_client(srv_type, name)
-    assert client.wait_for_service(timeout_sec=timeout), f"no service {name}"
-    fut = client.call_async(request)
-    assert h.wait(fut.done, timeout), f"{name} did not answer"
-    return fut.result()
-
-
 def lifecycle_state(h, node):
     from lifecycle_msgs.srv import GetState
-    return call(h, GetState, f"{node}/get_state", GetState.Request()).current_state.label
+    return h.call(GetState, f"{node}/get_state", GetState.Request()).current_state.label
 
 
 def get_params(h, node, *names):
     from rcl_interfaces.srv import GetParameters
     from rclpy.parameter import parameter_value_to_python
-    res = call(h, GetParameters, f"{node}/get_parameters", GetParameters.Request(names=list(names)))
+    res = h.call(GetParameters, f"{node}/get_parameters", GetParameters.Request(names=list(names)))
     return {n: parameter_value_to_python(v) for n, v in zip(names, res.values)}
 
 

@@ -122,24 +122,16 @@ def test_parameters_validated_over_the_graph_and_max_depth_masks_cloud(e2e):
         set_params(h, Parameter("max_depth", value=100.0))
 
 
-def lifecycle_call(h, srv, name, request):
-    client = h.node.create_client(srv, f"/depth_node/{name}")
-    assert client.wait_for_service(timeout_sec=30.0), name   # service discovery can lag on a busy machine
-    fut = client.call_async(request)
-    assert h.wait(fut.done, 10.0), name
-    return fut.result()
-
-
 def test_lifecycle_services_report_and_change_the_state(e2e):
     h = e2e[0]
     from lifecycle_msgs.msg import State, Transition
     from lifecycle_msgs.srv import ChangeState, GetState
 
     def state():
-        return lifecycle_call(h, GetState, "get_state", GetState.Request()).current_state.id
+        return h.call(GetState, "/depth_node/get_state", GetState.Request()).current_state.id
 
     def change(transition):
-        return lifecycle_call(h, ChangeState, "change_state", ChangeState.Request(
+        return h.call(ChangeState, "/depth_node/change_state", ChangeState.Request(
             transition=Transition(id=transition))).success
 
     assert state() == State.PRIMARY_STATE_ACTIVE
