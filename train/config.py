@@ -58,6 +58,7 @@ class TrainConfig:
     disparity_smoothness: float = 1e-3
     avg_reprojection: bool = False
     disable_automasking: bool = False
+    automask_margin: float = 0.0   # keep a pixel only where warped error < (1 − margin)·identity error; 0 = paper
     predictive_mask: bool = False
     no_ssim: bool = False
     v1_multiscale: bool = False
@@ -144,6 +145,8 @@ class TrainConfig:
                 bad(f"{key} must be >= 0, got {value}")
         if not 0.0 <= self.lr_decay_at < 1.0:
             bad(f"lr_decay_at must be in [0, 1), got {self.lr_decay_at}")
+        if not 0.0 <= self.automask_margin < 1.0:
+            bad(f"automask_margin must be in [0, 1), got {self.automask_margin}")
         if self.warmup_steps < 0:
             bad(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.scheduler_step_size < 1:

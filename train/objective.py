@@ -96,7 +96,7 @@ def compute_losses(cfg: TrainConfig, inputs: dict, outputs: dict, generator: tor
             reproj = [r * mask[:, i:i + 1] for i, r in enumerate(reproj)]
             mask_loss = 0.2 * F.binary_cross_entropy(mask, torch.ones_like(mask))
         per_pixel, automask = min_reprojection(reproj, ident or None, average=cfg.avg_reprojection,
-                                               generator=generator)
+                                               generator=generator, margin=cfg.automask_margin)
         outputs[("automask", s)] = automask
         loss = per_pixel.mean() + mask_loss
         smooth = smoothness(disp, inputs[("color", 0, s)])

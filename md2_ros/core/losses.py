@@ -70,13 +70,16 @@ def smoothness(disp: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
 
 
 def min_reprojection(errors: list[torch.Tensor], identity_errors: list[torch.Tensor] | None = None,
-                     average: bool = False, noise: float = 1e-5, generator: torch.Generator | None = None):
+                     average: bool = False, noise: float = 1e-5, generator: torch.Generator | None = None,
+                     margin: float = 0.0):
     """Per-pixel minimum (or average) over source frames, with optional auto-masking.
 
     errors: list of B×1×H×W reprojection errors (one per source frame).
     identity_errors: errors of the *un-warped* sources; when given, a pixel keeps its
     loss only where some warped error is below every identity error (the auto-mask).
-    The identity errors get ``noise``·N(0, 1) added to break ties on static pixels.
+    The identity errors get ``noise``·N(0, 1) added to break ties on static pixels. ``margin`` > 0 scales
+    them by ``1 − margin`` first: a pixel is then kept only where warping explains it clearly better than
+    not moving (0 is the paper's rule).
     Returns ``(loss B×1×H×W, mask B×1×H×W float)``; the mask is all ones without
     identity errors.
     """
@@ -95,6 +98,8 @@ def min_reprojection(errors: list[torch.Tensor], identity_errors: list[torch.Ten
     ident = torch.cat(identity_errors, 1)
     if average:
         ident = ident.mean(1, keepdim=True)
+    if margin:
+        ident = ident * (1.0 - margin)
     if noise:
         ident = ident + noise * torch.randn(ident.shape, generator=generator, device=ident.device,
                                             dtype=ident.dtype)

@@ -80,6 +80,18 @@ def test_automask_keeps_only_moving_pixels_static_camera():
     assert loss.min() >= -1e-4
 
 
+def test_automask_margin_keeps_only_pixels_that_warping_explains_clearly_better():
+    """margin 0 is the paper's rule (warped < identity); margin m keeps a pixel only where warped <
+    (1 − m)·identity, so a pixel that a far-depth warp explains about as well as no motion is dropped."""
+    ident = torch.full((1, 1, 2, 3), 0.2)
+    warped = torch.tensor([[[[0.19, 0.17, 0.15], [0.10, 0.21, 0.0]]]])
+    _, paper = L.min_reprojection([warped], [ident], noise=0.0)
+    loss, mask = L.min_reprojection([warped], [ident], noise=0.0, margin=0.2)
+    assert paper.flatten().tolist() == [1, 1, 1, 1, 0, 1]
+    assert mask.flatten().tolist() == [0, 0, 1, 1, 0, 1]            # kept only below 0.16
+    torch.testing.assert_close(loss, torch.minimum(warped, ident * 0.8))
+
+
 def test_true_depth_and_pose_give_near_zero_error_wrong_ones_do_not():
     """Render a target by warping a textured source through a known depth and motion; the
     reprojection error is ~0 at the truth and clearly larger at a wrong depth or pose."""

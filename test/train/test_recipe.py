@@ -95,7 +95,8 @@ def test_half_size_pose_input(synth, tmp_path):
     assert not torch.allclose(poses[0], poses[1])
 
 
-@pytest.mark.parametrize("bad", ["lr_decay_at=1.0", "lr_decay_at=-0.1", "warmup_steps=-1", "pose_input_scale=3"])
+@pytest.mark.parametrize("bad", ["lr_decay_at=1.0", "lr_decay_at=-0.1", "warmup_steps=-1", "pose_input_scale=3",
+                                 "automask_margin=1.0", "automask_margin=-0.1"])
 def test_bad_recipe_options_are_refused(synth, tmp_path, bad):
     root, _seq = synth
     with pytest.raises(ValueError, match=bad.split("=")[0]):
