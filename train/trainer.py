@@ -140,14 +140,18 @@ class Trainer:
         return {"loss": loss.item(), "skipped": False, "outputs": outputs, "losses": losses, "batch": batch}
 
     def _set_lr(self) -> None:
-        """Per-step learning rate on top of the epoch StepLR: linear warm-up over ``warmup_steps``, and
-        ×0.1 once ``lr_decay_at`` × ``max_steps`` steps are done (the paper's 15-of-20-epochs drop for
-        step-bounded runs). A function of the step alone, so resume reproduces it."""
+        """Per-step learning rate: linear warm-up over ``warmup_steps``, then the paper's epoch StepLR (×0.1
+        every ``scheduler_step_size`` epochs) — or, for a step-bounded run with ``lr_decay_at``, instead of
+        it ×0.1 once ``lr_decay_at`` × ``max_steps`` steps are done (the paper's 15-of-20-epochs drop). On a
+        small dataset an epoch is a few steps: with both, the epoch schedule had cut the rate ×0.01 after 30
+        epochs (510 steps on the 67 triplets of the KITTI sample) and training stopped moving (measured).
+        A function of the step and epoch alone, so resume reproduces it."""
         cfg, step = self.cfg, self.step_count
-        factor = 0.1 ** (self.epoch // cfg.scheduler_step_size)
+        by_steps = bool(cfg.max_steps and cfg.lr_decay_at)
+        factor = 1.0 if by_steps else 0.1 ** (self.epoch // cfg.scheduler_step_size)
         if cfg.warmup_steps:
             factor *= min(1.0, (step + 1) / cfg.warmup_steps)
-        if cfg.max_steps and cfg.lr_decay_at and step >= cfg.lr_decay_at * cfg.max_steps:
+        if by_steps and step >= cfg.lr_decay_at * cfg.max_steps:
             factor *= 0.1
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.learning_rate * factor
