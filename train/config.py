@@ -59,6 +59,8 @@ class TrainConfig:
     avg_reprojection: bool = False
     disable_automasking: bool = False
     automask_margin: float = 0.0   # keep a pixel only where warped error < (1 − margin)·identity error; 0 = paper
+    ground_bound_weight: float = 0.0     # hinge on depth beyond the level ground along rays below the horizon; 0 = paper
+    ground_bound_tolerance: float = 0.1  # depth may exceed that ground point by this fraction before it costs
     predictive_mask: bool = False
     no_ssim: bool = False
     v1_multiscale: bool = False
@@ -183,7 +185,8 @@ class TrainConfig:
 
 
 # float options that must be >= 0 (the others have their own rules above); NaN/inf is refused for every float
-NON_NEGATIVE = ("disparity_smoothness", "grad_clip", "data.static_threshold", "data.max_gap")
+NON_NEGATIVE = ("disparity_smoothness", "ground_bound_weight", "ground_bound_tolerance", "grad_clip",
+                "data.static_threshold", "data.max_gap")
 
 
 def _float_options(obj, prefix: str = ""):

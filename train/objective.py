@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from md2_ros.core.geometry import disp_to_depth, warp
-from md2_ros.core.losses import min_reprojection, photometric_error, smoothness
+from md2_ros.core.losses import ground_bound, min_reprojection, photometric_error, smoothness
 
 from .config import TrainConfig
 
@@ -77,6 +77,8 @@ def compute_losses(cfg: TrainConfig, inputs: dict, outputs: dict, generator: tor
             disp_full = disp
         _, depth = disp_to_depth(disp_full, cfg.min_depth, cfg.max_depth)
         outputs[("depth", s)] = depth
+        bound = (ground_bound(depth, inputs[("inv_K", src_scale)].float(), tolerance=cfg.ground_bound_tolerance)
+                 if cfg.ground_bound_weight else 0.0)
         if normalise:
             depth = depth / depth.mean((2, 3), keepdim=True)
         target = inputs[("color", 0, src_scale)]
@@ -100,7 +102,7 @@ def compute_losses(cfg: TrainConfig, inputs: dict, outputs: dict, generator: tor
         outputs[("automask", s)] = automask
         loss = per_pixel.mean() + mask_loss
         smooth = smoothness(disp, inputs[("color", 0, s)])
-        loss = loss + cfg.disparity_smoothness * smooth / (2 ** s)
+        loss = loss + cfg.disparity_smoothness * smooth / (2 ** s) + cfg.ground_bound_weight * bound
         losses[("loss", s)] = loss
         total = total + loss
     total = total / len(cfg.scales)

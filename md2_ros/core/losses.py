@@ -5,6 +5,8 @@ All functions are pure and differentiable; shapes are in the docstrings.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -107,3 +109,62 @@ def min_reprojection(errors: list[torch.Tensor], identity_errors: list[torch.Ten
     loss, idx = combined.min(1, keepdim=True)
     mask = (idx >= ident.shape[1]).to(loss.dtype)
     return loss, mask
+
+
+ROAD_BAND_LOG = math.log(1.25)   # ground_bound: band pixels within ×/÷1.25 of the band's median count as road
+
+
+def ground_ray_depth(inv_K: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Depth at which each pixel's ray meets a level ground plane one unit below the camera: B×1×H×W.
+
+    The camera's y axis points down; a ray ``inv_K·[u, v, 1]`` with y component ``r_y > 0`` hits the plane
+    y = 1 at depth ``1 / r_y``. Rays at or above the horizon never hit it: ``inf``.
+    inv_K: B×4×4 or B×3×3 inverse intrinsics in pixels of the H×W image.
+    """
+    v = torch.arange(height, device=inv_K.device, dtype=inv_K.dtype)[:, None].expand(height, width)
+    u = torch.arange(width, device=inv_K.device, dtype=inv_K.dtype)[None, :].expand(height, width)
+    r_y = inv_K[:, 1:2, 0:1] * u + inv_K[:, 1:2, 1:2] * v + inv_K[:, 1:2, 2:3]   # B×H×W
+    ground = torch.where(r_y > 1e-6, 1.0 / r_y.clamp_min(1e-6), torch.full_like(r_y, float("inf")))
+    return ground.unsqueeze(1)
+
+
+def ground_bound(depth: torch.Tensor, inv_K: torch.Tensor, band: tuple = (0.8, 1.0),
+                 tolerance: float = 0.1) -> torch.Tensor:
+    """Hinge on depth beyond the ground along each ray below the horizon (scalar, scale-invariant).
+
+    The ground in front of a level camera is opaque: whatever a ray below the horizon sees is at most as far
+    as the point where the ray meets the ground. With depth known only up to scale (monocular training), the
+    camera height in the network's units is estimated per image as the geometric mean of depth / ground-ray
+    depth over the road in a lower ``band`` of rows (fractions of the image height): the band's pixels within
+    ×/÷1.25 of its median ratio, so objects standing in the band do not pull it; the loss is then the
+    mean over the image of ``max(0, log(depth / (h·ground)) − log(1 + tolerance))``. A region predicted
+    farther than the road it stands on (the hole monocular training makes of a vehicle that moves with the
+    camera) is pulled in; a correct scene (ground plane, objects on it) scores zero. The gradient flows
+    through the height estimate too (over the road pixels), so the loss is exactly scale-invariant and its
+    gradient never moves the depth's global scale (a detached estimate let the pull on the holes drag every
+    depth down to ``min_depth``, measured on the KITTI sample).
+    depth: B×1×H×W (> 0), inv_K: B×4×4 or B×3×3 in pixels of that size.
+    """
+    if depth.dim() != 4 or depth.shape[1] != 1:
+        raise ValueError(f"depth must be B×1×H×W, got {tuple(depth.shape)}")
+    top, bottom = band
+    if not 0.0 <= top < bottom <= 1.0:
+        raise ValueError(f"band must satisfy 0 <= top < bottom <= 1, got {band}")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    b, _, h, w = depth.shape
+    ground = ground_ray_depth(inv_K.to(depth.dtype), h, w)
+    below = torch.isfinite(ground)
+    log_ground = torch.log(torch.where(below, ground, torch.ones_like(ground)))
+    log_ratio = torch.log(depth.clamp_min(1e-12)) - log_ground
+    r0, r1 = int(top * h), max(int(top * h) + 1, int(round(bottom * h)))
+    band_ratio, in_band = log_ratio[:, :, r0:r1], below[:, :, r0:r1]
+    with torch.no_grad():   # the road: band pixels near the band's median (objects standing in it are nearer)
+        centre = torch.where(in_band, band_ratio, torch.full_like(band_ratio, float("nan"))).flatten(1)
+        centre = torch.nanmedian(centre, dim=1).values.view(-1, 1, 1, 1)
+        road = (in_band & ((band_ratio - centre).abs() < ROAD_BAND_LOG)).to(depth.dtype)
+    count = road.sum((1, 2, 3), keepdim=True)
+    log_h = (band_ratio * road).sum((1, 2, 3), keepdim=True) / count.clamp_min(1)
+    excess = torch.relu(log_ratio - log_h - math.log1p(tolerance))
+    excess = torch.where(below & (count > 0), excess, torch.zeros_like(excess))
+    return excess.mean()

@@ -1,4 +1,5 @@
 """Losses: known answers, gradcheck in float64, auto-masking, errors on bad input."""
+import numpy as np
 import pytest
 import torch
 from torch.autograd import gradcheck
@@ -112,6 +113,42 @@ def test_true_depth_and_pose_give_near_zero_error_wrong_ones_do_not():
     assert err(depth * 1.5, T) > 20 * max(err(depth, T), 1e-4)
     T_wrong = G.transformation_from_parameters(torch.tensor([[[0.0, 0.05, 0.0]]]), torch.tensor([[[0.1, 0.0, -0.5]]]))
     assert err(depth, T_wrong) > 20 * max(err(depth, T), 1e-4)
+
+
+def test_ground_bound_is_zero_on_a_true_scene_and_pulls_in_a_hole_below_the_horizon():
+    """A rendered scene (level camera 1.65 m above a ground plane, boxes standing on it) violates nothing, at any
+    scale; a far 'hole' below the horizon (a vehicle moving with the camera) costs and is pulled nearer, the
+    road band (the camera-height estimate) is pushed out a little, nothing else moves, and the gradient has no
+    component along the global depth scale."""
+    from md2_ros import synthetic
+    seq = synthetic.render_sequence(num_frames=2, height=48, width=160, seed=3)
+    depth = torch.tensor(np.stack(seq.depths))[:, None].float()
+    inv_K = torch.linalg.inv(torch.tensor(seq.K)).float()[None].expand(2, 3, 3)
+    ground = L.ground_ray_depth(inv_K, 48, 160)
+    assert torch.isinf(ground[:, :, :24]).all() and torch.isfinite(ground[:, :, 25:]).all()
+    road = (depth[:, :, 40:] - 1.65 * ground[:, :, 40:]).abs() < 0.01 * depth[:, :, 40:]   # the ground, 1.65 m down
+    assert road.float().mean() > 0.3 and (depth[:, :, 25:] <= 1.65 * ground[:, :, 25:] * 1.001).all()
+    for k in (1.0, 0.02, 30.0):
+        assert L.ground_bound(depth * k, inv_K).item() == 0.0
+    hole = depth.clone()
+    hole[:, :, 30:40, 60:100] = 80.0
+    hole.requires_grad_(True)
+    loss = L.ground_bound(hole, inv_K)
+    assert loss.item() > 0.05
+    torch.testing.assert_close(L.ground_bound(hole.detach() * 0.01, inv_K), loss.detach())
+    loss.backward()
+    grad = hole.grad[0, 0]
+    assert (grad[30:40, 60:100] > 0).all()
+    assert abs((hole.grad * hole.detach()).sum().item()) < 1e-6 * hole.grad.abs().sum().item() * 80
+    grad[30:40, 60:100] = 0
+    road = (depth[0, 0, 38:] - 1.65 * ground[0, 0, 38:]).abs() < 0.01 * depth[0, 0, 38:]   # band: rows 38-47 of 48
+    road[:2, 60:100] = False                                         # the hole's own rows in the band
+    box = depth[0, 0, 38:] < 0.75 * 1.65 * ground[0, 0, 38:]        # objects standing in the band, well off the road
+    assert (grad[38:][road] < 0).all() and (grad[38:][box] == 0).all() and box.any()   # only the road sets h
+    grad[38:] = 0
+    assert (grad == 0).all()
+    with pytest.raises(ValueError, match="band"):
+        L.ground_bound(depth, inv_K, band=(0.9, 0.5))
 
 
 def test_loss_shape_errors():

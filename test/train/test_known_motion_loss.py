@@ -189,3 +189,22 @@ def test_pose_net_convention_matches_the_objective(scene, monkeypatch):
     outputs.update(poses)
     loss, kept = _loss(cfg, batch, outputs)
     assert loss < 0.01 and kept > 0.9
+
+
+def test_ground_bound_costs_nothing_at_the_truth_and_charges_a_far_hole(scene):
+    """Through the training objective: with ground_bound_weight the true depth and motion score what they score
+    without it (the rendered scene stands on its ground plane; only scale 3's 8x-averaged disparity, upsampled,
+    crosses the bound anywhere, by < 1 % of the loss), and a far 'vehicle' below the horizon costs clearly more
+    with it than without."""
+    seq, cfg, ds, targets, _, depth = scene
+    bound = _cfg(cfg.data.path, "ground_bound_weight=1")
+    batch = _batch(ds)
+    poses = _temporal(seq, targets)
+    plain, _ = _loss(cfg, batch, _outputs(cfg, depth, poses))
+    with_bound, _ = _loss(bound, batch, _outputs(bound, depth, poses))
+    assert plain <= with_bound < 1.01 * plain
+    hole = depth.clone()
+    hole[:, :, 60:80, 120:200] = 80.0
+    plain_hole, _ = _loss(cfg, batch, _outputs(cfg, hole, poses))
+    bound_hole, _ = _loss(bound, batch, _outputs(bound, hole, poses))
+    assert bound_hole > plain_hole + 0.05

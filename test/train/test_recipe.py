@@ -81,6 +81,22 @@ def test_learning_rate_warms_up_then_decays(synth, tmp_path):
     assert seen == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-4, 1e-4, 1e-4, 1e-4])
 
 
+@pytest.mark.parametrize("decay_at, expected", [(0.5, [1e-3, 1e-4]), (0.0, [1e-5, 1e-5])])
+def test_a_step_bounded_decay_replaces_the_epoch_schedule(synth, tmp_path, decay_at, expected):
+    """Past 2 × scheduler_step_size epochs (a few hundred steps on a small dataset) the paper's StepLR has cut
+    the rate ×0.01; with lr_decay_at the run follows its own step schedule instead."""
+    root, _seq = synth
+    cfg = _cfg(root, tmp_path, "learning_rate=1e-3", "max_steps=4", f"lr_decay_at={decay_at}")
+    batch = _batch(cfg)
+    trainer = Trainer(cfg, None)
+    trainer.epoch = 2 * cfg.scheduler_step_size + 1
+    seen = []
+    for _ in range(4):
+        trainer.step(batch)
+        seen.append(trainer.optimizer.param_groups[0]["lr"])
+    assert seen[1:3] == pytest.approx(expected)
+
+
 def test_half_size_pose_input(synth, tmp_path):
     root, _seq = synth
     batch = _batch(_cfg(root, tmp_path))
@@ -96,7 +112,8 @@ def test_half_size_pose_input(synth, tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["lr_decay_at=1.0", "lr_decay_at=-0.1", "warmup_steps=-1", "pose_input_scale=3",
-                                 "automask_margin=1.0", "automask_margin=-0.1"])
+                                 "automask_margin=1.0", "automask_margin=-0.1", "ground_bound_weight=-1",
+                                 "ground_bound_tolerance=-0.1"])
 def test_bad_recipe_options_are_refused(synth, tmp_path, bad):
     root, _seq = synth
     with pytest.raises(ValueError, match=bad.split("=")[0]):

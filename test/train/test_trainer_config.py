@@ -37,7 +37,7 @@ def test_defaults_are_the_papers():
         ([0, -1, 1], [0, 1, 2, 3], 0.1, 100.0, 12, 1e-4)
     assert (c.pose_model_type, c.pose_model_input, c.weights_init) == ("separate_resnet", "pairs", "none")
     assert not any([c.avg_reprojection, c.disable_automasking, c.predictive_mask, c.no_ssim, c.v1_multiscale,
-                    c.automask_margin])
+                    c.automask_margin, c.ground_bound_weight])
 
 
 def test_yaml_then_overrides(tmp_path):
