@@ -35,10 +35,11 @@ KITTI_SAMPLE = ROOT.parent / "shared" / "data" / "kitti_mini"
 # synthetic - Adam 1e-4, ×0.1 for the last quarter, half-size pose input (a 0.48 s step instead of 0.62 s on
 # 2 CPU cores, so more steps fit the budget), and the photometric loss of each scale at that scale's resolution
 # (Monodepth v1's multi-scale: the paper's full-resolution form learnt slower here and costs more per step);
-# the KITTI sample - the small-data recipe of config/train_bag.yaml
-# (depth-normalised warping, Adam 3e-4, the same decay), the least bad there: plain Adam collapses on it
+# the KITTI sample - Adam 2e-4, the same decay, and the ground bound (nothing below the horizon farther than
+# the road there): without it the sample's vehicles that move with the camera become far holes and the curve
+# degrades (0.326 at 200 steps -> 0.385 at 1200); with it it starts lower and drifts less (0.291 -> 0.346)
 RECIPES = {"synthetic": ["lr_decay_at=0.75", "pose_input_scale=1", "v1_multiscale=true"],
-           "kitti": ["depth_normalization=true", "learning_rate=3e-4", "lr_decay_at=0.75"]}
+           "kitti": ["learning_rate=2e-4", "lr_decay_at=0.75", "ground_bound_weight=1.0"]}
 PROFILES = {
     "quick": dict(height=96, width=320, train_scenes=8, frames=50, heldout_scenes=2, heldout_frames=25,
                   steps=1500, eval_every=250, batch_size=4, recipe="synthetic"),
