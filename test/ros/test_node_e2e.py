@@ -1,6 +1,10 @@
 """End-to-end: the depth node in a subprocess (raw image transport; the compressed transport is in
 test_node_conventions.py) (python -m md2_ros.ros.run, real rclpy, a small
 random checkpoint) fed real KITTI frames and bad messages over real topics. One node per module."""
+import subprocess
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -9,6 +13,8 @@ from sensor_msgs.msg import Image
 
 from md2_ros.ros import conversions as cv
 from ros_helpers import Harness, NodeProcess, header, kitti_camera_info, kitti_frame, write_params
+
+LIFECYCLE_CALL = Path(__file__).with_name("lifecycle_call.py")
 
 W, H = 248, 75          # KITTI 1242×375 / 5 (approximately): small and fast
 FRAME = "camera2_optical"
@@ -123,16 +129,21 @@ def test_parameters_validated_over_the_graph_and_max_depth_masks_cloud(e2e):
 
 
 def test_lifecycle_services_report_and_change_the_state(e2e):
+    """Over the wire, from a process of its own (test/ros/lifecycle_call.py, as ``ros2 lifecycle`` would)."""
     h = e2e[0]
     from lifecycle_msgs.msg import State, Transition
-    from lifecycle_msgs.srv import ChangeState, GetState
+
+    def ask(action):
+        res = subprocess.run([sys.executable, str(LIFECYCLE_CALL), "/depth_node", str(action)], capture_output=True,
+                             text=True, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return int(res.stdout.split()[-1])
 
     def state():
-        return h.call(GetState, "/depth_node/get_state", GetState.Request()).current_state.id
+        return ask("get")
 
     def change(transition):
-        return h.call(ChangeState, "/depth_node/change_state", ChangeState.Request(
-            transition=Transition(id=transition))).success
+        return bool(ask(transition))
 
     assert state() == State.PRIMARY_STATE_ACTIVE
     try:
