@@ -135,15 +135,17 @@ def test_lifecycle_services_report_and_change_the_state(e2e):
 
     def ask(action):
         res = subprocess.run([sys.executable, str(LIFECYCLE_CALL), "/depth_node", str(action)], capture_output=True,
-                             text=True, timeout=120)
+                             text=True, timeout=180)
         assert res.returncode == 0, res.stderr[-2000:]
-        return int(res.stdout.split()[-1])
+        return int(res.stdout.split()[-1]), res.stderr[-2000:]
 
     def state():
-        return ask("get")
+        return ask("get")[0]
 
     def change(transition):
-        return bool(ask(transition))
+        done, log = ask(transition)
+        assert done, f"transition {transition} refused or lost: {log}"
+        return True
 
     assert state() == State.PRIMARY_STATE_ACTIVE
     try:
