@@ -128,36 +128,6 @@ def test_parameters_validated_over_the_graph_and_max_depth_masks_cloud(e2e):
         set_params(h, Parameter("max_depth", value=100.0))
 
 
-def test_lifecycle_services_report_and_change_the_state(e2e):
-    """Over the wire, from a process of its own (test/ros/lifecycle_call.py, as ``ros2 lifecycle`` would)."""
-    h = e2e[0]
-    from lifecycle_msgs.msg import State, Transition
-
-    def ask(action):
-        res = subprocess.run([sys.executable, str(LIFECYCLE_CALL), "/depth_node", str(action)], capture_output=True,
-                             text=True, timeout=180)
-        assert res.returncode == 0, res.stderr[-2000:]
-        return int(res.stdout.split()[-1]), res.stderr[-2000:]
-
-    def state():
-        return ask("get")[0]
-
-    def change(transition):
-        done, log = ask(transition)
-        assert done, f"transition {transition} refused or lost: {log}"
-        return True
-
-    assert state() == State.PRIMARY_STATE_ACTIVE
-    try:
-        assert change(Transition.TRANSITION_DEACTIVATE)
-        assert state() == State.PRIMARY_STATE_INACTIVE
-        assert h.wait(lambda: h.pub[""]["image"].get_subscription_count() == 0, 10.0)   # images unsubscribed
-    finally:
-        assert change(Transition.TRANSITION_ACTIVATE)     # the module's other tests need it serving
-    assert state() == State.PRIMARY_STATE_ACTIVE
-    assert h.wait(lambda: h.pub[""]["image"].get_subscription_count() > 0, 10.0)
-
-
 def rejected_total(h):
     _, values = h.latest_status("depth_node")
     return int(values.get("rejected", 0)), values.get("last_error", "")
@@ -279,3 +249,34 @@ def test_diagnostics_report_rates_and_drops(e2e):
                 "received", "camera_info"):
         assert key in values
     assert int(values["rejected"]) >= 1 and int(values["received"]) >= int(values["processed"]) >= 3
+
+
+def test_lifecycle_services_report_and_change_the_state(e2e):
+    """Over the wire, from a process of its own (test/ros/lifecycle_call.py, as ``ros2 lifecycle`` would).
+    Last in the module: should the node be left inactive, no other test here reads that as its own failure."""
+    h = e2e[0]
+    from lifecycle_msgs.msg import State, Transition
+
+    def ask(action):
+        res = subprocess.run([sys.executable, str(LIFECYCLE_CALL), "/depth_node", str(action)], capture_output=True,
+                             text=True, timeout=180)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return int(res.stdout.split()[-1]), res.stderr[-2000:]
+
+    def state():
+        return ask("get")[0]
+
+    def change(transition):
+        done, log = ask(transition)
+        assert done, f"transition {transition} refused or lost: {log}"
+        return True
+
+    assert state() == State.PRIMARY_STATE_ACTIVE
+    try:
+        assert change(Transition.TRANSITION_DEACTIVATE)
+        assert state() == State.PRIMARY_STATE_INACTIVE
+        assert h.wait(lambda: h.pub[""]["image"].get_subscription_count() == 0, 10.0)   # images unsubscribed
+    finally:
+        assert change(Transition.TRANSITION_ACTIVATE)     # the module's other tests need it serving
+    assert state() == State.PRIMARY_STATE_ACTIVE
+    assert h.wait(lambda: h.pub[""]["image"].get_subscription_count() > 0, 10.0)
