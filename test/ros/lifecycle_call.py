@@ -57,8 +57,8 @@ def main(node_name: str, action: str, timeout: float = 30.0) -> int:
         start = _state(node, get)
         for attempt in range(4):
             result = _ask(node, change, ChangeState.Request(transition=Transition(id=transition)))
-            if result is not None:
-                print(int(result.success))
+            if result is not None:   # a refusal after a resend may mean the first request did arrive, late
+                print(int(result.success or (attempt > 0 and _state(node, get) == GOAL[transition])))
                 return 0
             now = _state(node, get)     # the reply, or the request, was lost: what counts is the state now
             print(f"change_state {transition}: no answer in {ATTEMPT_S:.0f} s (attempt {attempt + 1}); "
