@@ -263,7 +263,7 @@ def run_curve(cfg, dataset, scorer: Scorer, eval_every: int) -> dict:
 
     def hook(tr, result):
         if tr.step_count % eval_every == 0:
-            m = scorer.model(tr.nets.depth)
+            m = scorer.model(tr.nets_for_use.depth)
             row = _curve_row(m, step=tr.step_count, seconds=round(time.time() - t0, 1), loss=round(result["loss"], 5))
             curve.append(row)
             print(f"step {row['step']:6d}  abs_rel {row['abs_rel']:.3f}  a1 {row['a1']:.3f}  "

@@ -83,6 +83,7 @@ class TrainConfig:
     warmup_steps: int = 0          # linear learning-rate warm-up over this many steps (0 = none)
     lr_decay_at: float = 0.0       # with max_steps: LR ×0.1 after this fraction of the steps (0 = off; paper 0.75)
     grad_clip: float = 0.0         # max grad norm (0 = off)
+    ema_decay: float = 0.0         # > 0: validate and export an exponential moving average of the weights (0 = paper)
     amp: str = "none"              # none | bf16 | fp16 (CUDA only; fp16 uses a GradScaler)
     channels_last: bool = False
     device: str = "auto"           # auto | cpu | cuda | cuda:N (torchrun sets cuda:LOCAL_RANK)
@@ -147,6 +148,8 @@ class TrainConfig:
                 bad(f"{key} must be >= 0, got {value}")
         if not 0.0 <= self.lr_decay_at < 1.0:
             bad(f"lr_decay_at must be in [0, 1), got {self.lr_decay_at}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            bad(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if not 0.0 <= self.automask_margin < 1.0:
             bad(f"automask_margin must be in [0, 1), got {self.automask_margin}")
         if self.warmup_steps < 0:

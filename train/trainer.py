@@ -26,6 +26,7 @@ from .networks import Networks
 from .objective import compute_losses
 from .resume import check_resume_config, resume_position
 from .validation import setup_validation
+from .weight_average import WeightAverage
 from .velocity import add_velocity_term
 
 log = logging.getLogger("md2_ros.train")
@@ -76,6 +77,8 @@ class Trainer:
         self.nets = Networks(cfg).to(self.device)
         if cfg.channels_last:
             self.nets = self.nets.to(memory_format=torch.channels_last)
+        # ema_decay > 0: validation and export use a moving average of the weights (train/weight_average.py)
+        self.average = WeightAverage(self.nets, cfg.ema_decay) if cfg.ema_decay > 0 else None
         # the decoders always predict 4 scales; with a subset in cfg.scales the other heads get no gradient,
         # which DDP must be told about or it fails at the second step
         self.model = DDP(self.nets, device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -136,6 +139,8 @@ class Trainer:
         self._set_lr()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.average is not None:
+            self.average.update(self.nets)
         self.step_count += 1
         return {"loss": loss.item(), "skipped": False, "outputs": outputs, "losses": losses, "batch": batch}
 
@@ -156,6 +161,11 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.learning_rate * factor
 
+    @property
+    def nets_for_use(self):
+        """The networks validation and export use: the weight average when ``ema_decay`` > 0, else the live ones."""
+        return self.average.module if self.average is not None else self.nets
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         return {"nets": self.nets.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -163,6 +173,7 @@ class Trainer:
                 "step": self.step_count, "epoch": self.epoch, "pos_in_epoch": self.pos_in_epoch,
                 "skipped_nonfinite": self.skipped_nonfinite, "rng": rng_state(), "config": self.cfg.to_dict(),
                 "validation": self.validator.state_dict() if self.validator else None,
+                "average": self.average.state_dict() if self.average else None,
                 "train_samples": len(self.train_set) if self.train_set is not None else None}
 
     def save(self, path: str | Path | None = None) -> Path | None:
@@ -191,14 +202,20 @@ class Trainer:
         set_rng_state(rng)
         if self.validator is not None and state.get("validation"):
             self.validator.load_state_dict(state["validation"])
+        if self.average is not None:   # a checkpoint saved without an average starts one from its weights
+            if state.get("average"):
+                self.average.load_state_dict(state["average"])
+            else:
+                self.average = WeightAverage(self.nets, self.cfg.ema_decay)
 
     def export(self, path: str | Path | None = None) -> Path | None:
         """Write the depth model alone as a node-loadable safetensors checkpoint (rank 0)."""
         if not self.dist.is_main:
             return None
         path = Path(path) if path else self.log_dir / "depth.safetensors"
-        self.nets.sync_depth_scale()
-        self.nets.depth.save(path)
+        nets = self.nets_for_use
+        nets.sync_depth_scale()
+        nets.depth.save(path)
         return path
 
     # ------------------------------------------------------------------ loop
@@ -281,7 +298,7 @@ class Trainer:
                     pbar.update(1)
                     pbar.set_postfix(loss=f"{result['loss']:.4f}", epoch=self.epoch)
                 if self.validator is not None and self.dist.is_main and not result["skipped"]:
-                    self.validator.maybe_run(self.nets, self.step_count, self.writer)
+                    self.validator.maybe_run(self.nets_for_use, self.step_count, self.writer)
                 if cfg.save_every and self.step_count % cfg.save_every == 0:
                     self.save()
                 if cfg.max_steps and self.step_count >= cfg.max_steps:
@@ -294,9 +311,9 @@ class Trainer:
                 if cfg.epoch_checkpoints:
                     self.save()
                 if cfg.epoch_checkpoints and self.dist.is_main:
-                    self.nets.depth.save(self.log_dir / "models" / f"depth_epoch{self.epoch:02d}.safetensors")
+                    self.nets_for_use.depth.save(self.log_dir / "models" / f"depth_epoch{self.epoch:02d}.safetensors")
         if self.validator is not None and self.dist.is_main:
-            self.validator.maybe_run(self.nets, self.step_count, self.writer, final=True)
+            self.validator.maybe_run(self.nets_for_use, self.step_count, self.writer, final=True)
         self.save()
         exported = self.export()
         if pbar is not None:
