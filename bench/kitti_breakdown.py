@@ -60,7 +60,6 @@ def breakdown(checkpoint: Path, data: Path) -> tuple[dict, float, float, float]:
     frames = all_scanned_frames(data)
     sums: dict = {}
     total_n = total_err = 0.0
-    ground = None
     for folder, frame, _ in frames:
         calib = data / folder.split("/")[0]
         image = cv2.imread(str(data / folder / "image_02" / "data" / f"{frame:010d}.png"), cv2.IMREAD_COLOR)
@@ -69,15 +68,19 @@ def breakdown(checkpoint: Path, data: Path) -> tuple[dict, float, float, float]:
         gt = velodyne_depth(data, folder, frame)
         h, w = gt.shape
         pred = cv2.resize(model.predict(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)), (w, h), interpolation=cv2.INTER_LINEAR)
-        ground = _ground(calib, h, w) if ground is None or ground.shape != (h, w) else ground
+        ground = _ground(calib, h, w)
         valid = (gt > 1e-3) & (gt < 80) & crop_mask(h, w, "garg")
         scaled = pred * np.median(gt[valid]) / np.median(pred[valid])
         err = np.where(valid, np.abs(scaled - gt) / np.where(valid, gt, 1.0), 0.0)
         total_n, total_err = total_n + valid.sum(), total_err + err.sum()
         for name, sel in _groups(pred, gt, ground).items():
             sel = sel & valid
-            n, e, r = sums.setdefault(name, [0, 0.0, []])
-            sums[name] = [n + sel.sum(), e + err[sel].sum(), r + list(scaled[sel] / gt[sel])]
+            group = sums.setdefault(name, [0, 0.0, []])
+            group[0] += sel.sum()
+            group[1] += err[sel].sum()
+            group[2].append(scaled[sel] / gt[sel])
+    for group in sums.values():
+        group[2] = np.concatenate(group[2])
     return sums, total_err / max(total_n, 1), total_n, total_err
 
 
@@ -93,7 +96,7 @@ def main(argv=None) -> int:
     print(f"{args.checkpoint}: pooled abs_rel {abs_rel:.3f} over {int(n_all)} velodyne points")
     print(f"{'group':30s} {'points':>7s} {'abs_rel':>8s} {'error':>7s} {'pred/gt':>8s}")
     for name, (n, e, ratios) in sums.items():
-        med = float(np.median(ratios)) if ratios else float("nan")
+        med = float(np.median(ratios)) if ratios.size else float("nan")
         print(f"{name:30s} {n / n_all:7.2f} {e / max(n, 1):8.3f} {e / e_all:7.2f} {med:8.2f}")
     return 0
 

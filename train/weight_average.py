@@ -37,9 +37,8 @@ class WeightAverage:
     def update(self, module: torch.nn.Module) -> None:
         self.updates += 1
         weight = 1.0 - self.current_decay()
-        mine = [p for p in self.module.parameters()]
-        live = [p.detach() for p in module.parameters()]
-        torch._foreach_lerp_(mine, live, weight)
+        for p_avg, p in zip(self.module.parameters(), module.parameters()):
+            p_avg.lerp_(p, weight)
         for (name, b_avg), b in zip(self.module.named_buffers(), module.buffers()):
             if name.endswith(AVERAGED_BUFFERS) and b_avg.is_floating_point():
                 b_avg.lerp_(b, weight)
