@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from md2_ros.core.losses import ROAD_BAND_LOG, ground_ray_depth  # noqa: E402
+from md2_ros.core.losses import ground_log_excess, ground_ray_depth  # noqa: E402
 from md2_ros.core.model import DepthModel  # noqa: E402
 from md2_ros.io.kitti import load_cam_intrinsics  # noqa: E402
 from train.evaluate_depth import crop_mask  # noqa: E402
@@ -33,22 +33,20 @@ from train.export_gt_depth import all_scanned_frames, velodyne_depth  # noqa: E4
 CAMERA_HEIGHT = 1.65
 
 
-def _ground(calib_dir: Path, height: int, width: int) -> np.ndarray:
-    """Depth where each pixel's ray meets the ground one unit below the camera (inf above the horizon)."""
+def _inv_K(calib_dir: Path) -> torch.Tensor:
     K = np.eye(4)
     K[:3, :3] = load_cam_intrinsics(calib_dir)[:, :3]
-    inv_K = torch.tensor(np.linalg.inv(K), dtype=torch.float64)[None]
-    return ground_ray_depth(inv_K, height, width)[0, 0].numpy()
+    return torch.tensor(np.linalg.inv(K), dtype=torch.float64)[None]
 
 
-def _groups(pred: np.ndarray, gt: np.ndarray, ground: np.ndarray) -> dict:
+def _groups(pred: np.ndarray, gt: np.ndarray, inv_K: torch.Tensor) -> dict:
+    h, w = pred.shape
+    ground = ground_ray_depth(inv_K, h, w)[0, 0].numpy()   # where each ray meets the ground 1 unit below
     below = np.isfinite(ground)
     safe_ground = np.where(below, ground, 1.0)
     road = below & (np.abs(np.log(np.maximum(gt, 1e-6)) - np.log(CAMERA_HEIGHT * safe_ground)) < np.log(1.1))
-    band = slice(int(0.8 * pred.shape[0]), pred.shape[0])
-    ratio = np.log(pred[band]) - np.log(safe_ground[band])
-    near_median = below[band] & (np.abs(ratio - np.median(ratio[below[band]])) < ROAD_BAND_LOG)
-    charged = below & (np.log(pred) - np.log(safe_ground) - ratio[near_median].mean() > np.log(1.1))
+    log_excess, counted = ground_log_excess(torch.from_numpy(pred.astype(np.float64))[None, None], inv_K)
+    charged = (counted & (log_excess > np.log(1.1)))[0, 0].numpy()     # as the bound's default tolerance
     objects = below & ~road
     return {"above the horizon": ~below, "road": road, "objects nearer than 10 m": objects & (gt < 10),
             "objects from 10 m": objects & (gt >= 10), "charged by the ground bound": charged}
@@ -68,12 +66,11 @@ def breakdown(checkpoint: Path, data: Path) -> tuple[dict, float, float, float]:
         gt = velodyne_depth(data, folder, frame)
         h, w = gt.shape
         pred = cv2.resize(model.predict(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)), (w, h), interpolation=cv2.INTER_LINEAR)
-        ground = _ground(calib, h, w)
         valid = (gt > 1e-3) & (gt < 80) & crop_mask(h, w, "garg")
         scaled = pred * np.median(gt[valid]) / np.median(pred[valid])
         err = np.where(valid, np.abs(scaled - gt) / np.where(valid, gt, 1.0), 0.0)
         total_n, total_err = total_n + valid.sum(), total_err + err.sum()
-        for name, sel in _groups(pred, gt, ground).items():
+        for name, sel in _groups(pred, gt, _inv_K(calib)).items():
             sel = sel & valid
             group = sums.setdefault(name, [0, 0.0, []])
             group[0] += sel.sum()

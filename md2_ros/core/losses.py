@@ -145,13 +145,22 @@ def ground_bound(depth: torch.Tensor, inv_K: torch.Tensor, band: tuple = (0.8, 1
     depth down to ``min_depth``, measured on the KITTI sample).
     depth: B×1×H×W (> 0), inv_K: B×4×4 or B×3×3 in pixels of that size.
     """
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    log_excess, counted = ground_log_excess(depth, inv_K, band)
+    excess = torch.relu(log_excess - math.log1p(tolerance))
+    return torch.where(counted, excess, torch.zeros_like(excess)).mean()
+
+
+def ground_log_excess(depth: torch.Tensor, inv_K: torch.Tensor, band: tuple = (0.8, 1.0)) -> tuple:
+    """``log(depth / (h·ground))`` per pixel and where it counts (below the horizon, in an image whose band
+    has road): the quantity :func:`ground_bound` charges beyond ``log(1 + tolerance)``, with ``h`` estimated
+    from the band's road pixels as described there (differentiable through ``h``). Both B×1×H×W."""
     if depth.dim() != 4 or depth.shape[1] != 1:
         raise ValueError(f"depth must be B×1×H×W, got {tuple(depth.shape)}")
     top, bottom = band
     if not 0.0 <= top < bottom <= 1.0:
         raise ValueError(f"band must satisfy 0 <= top < bottom <= 1, got {band}")
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
     b, _, h, w = depth.shape
     ground = ground_ray_depth(inv_K.to(depth.dtype), h, w)
     below = torch.isfinite(ground)
@@ -165,6 +174,4 @@ def ground_bound(depth: torch.Tensor, inv_K: torch.Tensor, band: tuple = (0.8, 1
         road = (in_band & ((band_ratio - centre).abs() < ROAD_BAND_LOG)).to(depth.dtype)
     count = road.sum((1, 2, 3), keepdim=True)
     log_h = (band_ratio * road).sum((1, 2, 3), keepdim=True) / count.clamp_min(1)
-    excess = torch.relu(log_ratio - log_h - math.log1p(tolerance))
-    excess = torch.where(below & (count > 0), excess, torch.zeros_like(excess))
-    return excess.mean()
+    return log_ratio - log_h, below & (count > 0)
