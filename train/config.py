@@ -44,6 +44,7 @@ class TrainConfig:
     # model
     num_layers: int = 18
     weights_init: str = "none"     # path to a torchvision-layout ResNet state_dict, or "none" (from scratch)
+    init_from: str = ""            # start from an earlier run's checkpoint or a depth model (train/init_from.py)
     pose_model_type: str = "separate_resnet"  # separate_resnet | shared | posecnn
     pose_model_input: str = "pairs"           # pairs | all
     pose_input_scale: int = 0      # pose net input: 0 = full training size, 1 = half (4x cheaper), 2 = quarter

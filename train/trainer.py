@@ -22,6 +22,7 @@ from md2_ros.core.checkpoint import load_state, save_state
 
 from .config import TrainConfig
 from .distributed import DistInfo, ResumableSampler, SeededDataset, init_distributed
+from .init_from import apply_init
 from .networks import Networks
 from .objective import compute_losses
 from .resume import check_resume_config, resume_position
@@ -74,7 +75,10 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.dist.rank)
         np.random.seed(cfg.seed + self.dist.rank)
         random.seed(cfg.seed + self.dist.rank)
-        self.nets = Networks(cfg).to(self.device)
+        self.nets = Networks(cfg)
+        if cfg.init_from:   # weights only (not the optimizer or position: that is --resume)
+            apply_init(self.nets, cfg.init_from)
+        self.nets = self.nets.to(self.device)
         if cfg.channels_last:
             self.nets = self.nets.to(memory_format=torch.channels_last)
         # ema_decay > 0: validation and export use a moving average of the weights (train/weight_average.py)
