@@ -29,6 +29,8 @@ class DataConfig:
     stride: int = 1                # rosbag/folder: messages between frame ids (2 = frames t-2, t, t+2 for a slow camera)
     max_gap: float = 0.0           # rosbag: max seconds between consecutive frames (0 = 2.5 × median period)
     static_threshold: float = 0.005  # rosbag: drop triplets whose mean |Δ| (0..1 intensity) is below this; 0 keeps all
+    target_motion: float = 0.0     # rosbag: > 0 moves each source out (up to max_stride) until its mean |Δ| reaches this
+    max_stride: int = 8            # rosbag: with target_motion, the farthest a source of frame id ±1 may be
     intrinsics: str = ""           # folder: YAML with fx, fy, cx, cy (pixels) and width, height
     odometry_topic: str = ""       # rosbag: Odometry/TwistStamped topic for velocity supervision ("" = the only one)
     poses_file: str = ""           # kitti layout: poses file (KITTI odometry format, line = frame) or "auto" (<drive>/poses.txt)
@@ -168,6 +170,10 @@ class TrainConfig:
             bad("velocity_weight > 0 needs depth_normalization=false: with depth-normalised warping the "
                 "translation is in units of each image's mean depth, so odometry cannot give the depth one "
                 "metric scale")
+        if self.data.target_motion > 0 and self.data.kind != "rosbag":
+            bad(f"data.target_motion spaces the sources of rosbag data only, not data.kind={self.data.kind}")
+        if self.data.max_stride < 1:
+            bad(f"data.max_stride must be >= 1, got {self.data.max_stride}")
         if not 0 < self.min_depth < self.max_depth:
             bad(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
         self._validate_validation(bad)
@@ -190,7 +196,7 @@ class TrainConfig:
 
 # float options that must be >= 0 (the others have their own rules above); NaN/inf is refused for every float
 NON_NEGATIVE = ("disparity_smoothness", "ground_bound_weight", "ground_bound_tolerance", "grad_clip",
-                "data.static_threshold", "data.max_gap")
+                "data.static_threshold", "data.max_gap", "data.target_motion")
 
 
 def _float_options(obj, prefix: str = ""):

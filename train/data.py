@@ -38,6 +38,7 @@ def _build(cfg: TrainConfig, is_train: bool):
     if d.kind == "rosbag":
         return RosbagDataset(path, d.image_topic or None, d.camera_info_topic or None, **common,
                              stride=d.stride, max_gap=d.max_gap or None, static_threshold=d.static_threshold,
+                             target_motion=d.target_motion, max_stride=max(d.max_stride, d.stride),
                              right_image_topic=d.right_image_topic or None,
                              right_camera_info_topic=d.right_camera_info_topic or None,
                              rectified=d.rectified, undistort=d.undistort)

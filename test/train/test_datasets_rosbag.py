@@ -214,3 +214,46 @@ def test_undecodable_messages_skipped_or_explained(tmp_path):
         for i in range(1, 4)]
     with pytest.raises(BagError, match="could be decoded.*unsupported image encoding '32FC1'"):
         RosbagDataset(_write(tmp_path / "float.mcap", bad), height=16, width=32, num_scales=1)
+
+
+def test_motion_spaced_sources_follow_the_slowing_car(bags):
+    """``target_motion``: on the decelerating tail each source moves out until its thumbnail difference reaches the
+    target (and no nearer one does), never past ``max_stride``; the slow end keeps training samples."""
+    fixed = RosbagDataset(bags["tail.mcap"], height=H, width=W, is_train=False)
+    ds = RosbagDataset(bags["tail.mcap"], height=H, width=W, is_train=False, target_motion=0.04, max_stride=6)
+    assert ds.cache_status == "reindexed" and len(ds) > len(fixed)
+    assert ds.skipped["static"] < fixed.skipped["static"]   # only targets with no later message far enough
+    thumbs = np.load(ds.cache_dir / ds._doc["streams"]["left"]["thumbs"]).astype(np.float32)
+    n = len(thumbs)
+
+    def motion(a, b):
+        return np.abs(thumbs[a] - thumbs[b]).mean() / 255.0
+
+    offsets = []
+    for target, prev, nxt in ds._rows:        # message rows (frame ids 0, -1, 1), in stamp order (frames 30..77)
+        for src in (prev, nxt):
+            step = abs(src - target)
+            sign = 1 if src > target else -1
+            assert 1 <= step <= 6
+            assert motion(target, src) >= 0.04 or step == 6 or src in (0, n - 1), (target, src)
+            if step > 1:                       # the first that reaches it: the one nearer does not
+                assert motion(target, src - sign) < 0.04, (target, src)
+        offsets.append(nxt - target)
+    assert offsets[0] < offsets[-1] and max(offsets) == 6
+    assert RosbagDataset(bags["tail.mcap"], height=H, width=W, is_train=False)._rows == fixed._rows
+
+
+def test_motion_spaced_sources_never_cross_a_gap(tmp_path):
+    rng = np.random.default_rng(4)
+    texture = cv2.resize(rng.integers(0, 255, (8, 40), dtype=np.uint8), (160, 16), interpolation=cv2.INTER_CUBIC)
+    entries = [("/cam/camera_info", "sensor_msgs/msg/CameraInfo", 1, _info(1, 32, 16))]
+    stamps = [i * 10**8 for i in range(1, 6)] + [i * 10**8 for i in range(20, 25)]  # 1.5 s without messages
+    for k, ns in enumerate(stamps):
+        frame = np.repeat(texture[:, k:k + 32, None], 3, axis=2)   # one pixel of pan per message: slow
+        entries.append(("/cam/image_raw", "sensor_msgs/msg/Image", ns, _image(ns, np.ascontiguousarray(frame))))
+    ds = RosbagDataset(_write(tmp_path / "gap.mcap", entries), height=16, width=32, num_scales=1,
+                       static_threshold=0, target_motion=0.9, max_stride=8)   # unreachable: go as far as allowed
+    for target, prev, nxt in ds._rows:
+        side = target < 5
+        assert (prev < 5) == side and (nxt < 5) == side
+        assert {prev, nxt} == ({0, 4} if side else {5, 9})

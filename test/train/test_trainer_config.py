@@ -183,3 +183,10 @@ def test_weights_init_missing_file_is_named(tmp_path):
 
     with pytest.raises((FileNotFoundError, ValueError), match="nope.pth"):
         Networks(_cfg(f"weights_init={tmp_path / 'nope.pth'}"))
+
+
+def test_target_motion_only_for_bags(tmp_path):
+    with pytest.raises(ValueError, match="target_motion spaces the sources of rosbag data only"):
+        load_config(None, [f"data.path={tmp_path}", "data.kind=kitti", "data.target_motion=0.05"])
+    cfg = load_config(None, [f"data.path={tmp_path}", "data.kind=rosbag", "data.target_motion=0.05"])
+    assert cfg.data.target_motion == 0.05 and cfg.data.max_stride == 8

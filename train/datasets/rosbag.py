@@ -14,6 +14,11 @@
   difference of 160-pixel-wide thumbnails (RGB in [0, 1]) is below ``static_threshold`` (default
   0.005; 0 disables). A still camera in a busy street scores about 0.003, a car at walking pace
   about 0.01. Counts are in ``.stats``.
+* Motion-spaced sources (``target_motion`` > 0): a robot that slows down gives its slow frames little
+  parallax at a fixed stride. Each source of frame id ``k`` is then moved out from ``|k| * stride`` one
+  message at a time until its thumbnail difference from the target reaches ``|k| * target_motion`` (the
+  measure of ``static_threshold``), at most ``|k| * max_stride`` messages away and never across a gap;
+  where no such message exists the farthest allowed one is used. Fast stretches keep ``stride``.
 * Stereo ("s" in frame_ids): a second topic pair; each left message is matched to the right message
   nearest in stamp (within ``stereo_max_dt``, default a quarter of the median period); the baseline is
   ``-P[0,3] / P[0,0]`` of the right CameraInfo (ROS: ``P[3] = -fx * B``) unless ``baseline`` is given.
@@ -61,6 +66,21 @@ def _writable_dir(preferred: Path) -> Path:
     return fallback
 
 
+def _spaced_source(i: int, j: int, motion, target: float, max_step: int, n: int, bad: np.ndarray) -> int:
+    """The first message from ``j`` outwards (away from target ``i``, at most ``max_step`` from it) whose
+    ``motion(.)`` reaches ``target``; else the farthest such message in range and without a gap."""
+    step = 1 if j > i else -1
+    best = j
+    for k in range(abs(j - i), max_step + 1):
+        c = i + step * k
+        if c < 0 or c >= n or bad[max(i, c)] != bad[min(i, c)]:
+            break
+        best = c
+        if motion(c) >= target:
+            break
+    return best
+
+
 class RosbagDataset(SequenceDataset):
     """Frames from a ROS 2 bag; see the module docstring for every rule.
 
@@ -69,6 +89,7 @@ class RosbagDataset(SequenceDataset):
         image_topic, camera_info_topic: default auto-detected (the only image topic; its camera_info).
         frame_ids, height, width, num_scales, is_train: see `SequenceDataset`.
         stride: message step per frame id. max_gap: seconds (None: 2.5 x median period).
+        target_motion, max_stride: > 0: space each source by the image motion it shows (module docstring).
         static_threshold: mean abs thumbnail difference below which a target is static (0: keep all).
         right_image_topic, right_camera_info_topic: stereo pair (needed when "s" in frame_ids).
         stereo_max_dt: seconds allowed between matched left/right stamps (None: 0.25 x median period).
@@ -82,6 +103,7 @@ class RosbagDataset(SequenceDataset):
     def __init__(self, bag, image_topic: str | None = None, camera_info_topic: str | None = None,
                  frame_ids=(0, -1, 1), height=192, width=640, num_scales=4, is_train=True, *,
                  stride: int = 1, max_gap: float | None = None, static_threshold: float = 0.005,
+                 target_motion: float = 0.0, max_stride: int = 8,
                  right_image_topic: str | None = None, right_camera_info_topic: str | None = None,
                  stereo_max_dt: float | None = None, rectified: bool = False, undistort: bool = False,
                  baseline: float | None = None, cache_dir=None, rebuild: bool = False,
@@ -102,8 +124,12 @@ class RosbagDataset(SequenceDataset):
                   "right_image_topic": right_image_topic if "s" in self.frame_ids else None,
                   "right_camera_info_topic": right_camera_info_topic if "s" in self.frame_ids else None,
                   "height": self.height, "width": self.width, "rectified": rectified, "undistort": undistort}
+        if target_motion < 0 or max_stride < stride:
+            raise ValueError(f"need target_motion >= 0 and max_stride >= stride, got {target_motion}, {max_stride}")
         index = {"frame_ids": [str(f) for f in self.frame_ids], "stride": stride, "max_gap": max_gap,
                  "static_threshold": static_threshold, "stereo_max_dt": stereo_max_dt, "baseline": baseline}
+        if target_motion > 0:   # only then part of the key: existing indexes stay valid
+            index.update(target_motion=float(target_motion), max_stride=int(max_stride))
         self._decode_params, self._index_params = decode, index
         self._decode_workers = decode_workers
         with open(self.cache_dir / f"{name}.md2index.lock", "w") as lock:
@@ -256,14 +282,22 @@ class RosbagDataset(SequenceDataset):
             if right_rows is not None and right_rows[i] < 0:
                 skip("no stereo match")
                 continue
+            ti = thumbs[order[i]].astype(np.float32) if js else None
+
+            def motion(j):
+                return float(np.abs(ti - thumbs[order[j]]).mean()) / 255.0
+
+            if js and q.get("target_motion"):
+                ks = [abs(j - i) // q["stride"] for j in js]   # |frame id|: its source goes that many times as far
+                js = [_spaced_source(i, j, motion, q["target_motion"] * k, q["max_stride"] * k, n, bad)
+                      for j, k in zip(js, ks)]
             if js and q["static_threshold"] > 0:
-                ti = thumbs[order[i]].astype(np.float32)
-                score = min(float(np.abs(ti - thumbs[order[j]]).mean()) / 255.0 for j in js)
+                score = min(motion(j) for j in js)
                 if score < q["static_threshold"]:
                     skip("static")
                     continue
                 scores.append(score)
-            row = {f: int(order[i + f * q["stride"]]) for f in self.int_frame_ids}
+            row = {0: int(order[i]), **{f: int(order[j]) for f, j in zip([f for f in self.int_frame_ids if f != 0], js)}}
             if right_rows is not None:
                 row["s"] = int(right_rows[i])
             targets.append(int(t[i]))
