@@ -251,7 +251,8 @@ class RosbagDataset(SequenceDataset):
         period = float(np.median(dt)) if n > 1 else 1e8
         max_gap = q["max_gap"] * 1e9 if q["max_gap"] is not None else 2.5 * period
         bad = np.concatenate([[0], np.cumsum(dt > max_gap)])
-        offsets = [f * q["stride"] for f in self.int_frame_ids if f != 0]
+        temporal = [f for f in self.int_frame_ids if f != 0]
+        offsets = [f * q["stride"] for f in temporal]
         right_rows = None
         if "s" in self.frame_ids:
             right = doc["streams"]["right"]
@@ -288,16 +289,16 @@ class RosbagDataset(SequenceDataset):
                 return float(np.abs(ti - thumbs[order[j]]).mean()) / 255.0
 
             if js and q.get("target_motion"):
-                ks = [abs(j - i) // q["stride"] for j in js]   # |frame id|: its source goes that many times as far
-                js = [_spaced_source(i, j, motion, q["target_motion"] * k, q["max_stride"] * k, n, bad)
-                      for j, k in zip(js, ks)]
+                # frame id ±k: its source goes k times as far
+                js = [_spaced_source(i, j, motion, q["target_motion"] * abs(f), q["max_stride"] * abs(f), n, bad)
+                      for j, f in zip(js, temporal)]
             if js and q["static_threshold"] > 0:
                 score = min(motion(j) for j in js)
                 if score < q["static_threshold"]:
                     skip("static")
                     continue
                 scores.append(score)
-            row = {0: int(order[i]), **{f: int(order[j]) for f, j in zip([f for f in self.int_frame_ids if f != 0], js)}}
+            row = {0: int(order[i]), **{f: int(order[j]) for f, j in zip(temporal, js)}}
             if right_rows is not None:
                 row["s"] = int(right_rows[i])
             targets.append(int(t[i]))
