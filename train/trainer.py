@@ -88,7 +88,7 @@ class Trainer:
         self.model = DDP(self.nets, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                          find_unused_parameters=set(cfg.scales) != {0, 1, 2, 3}) \
             if self.dist.enabled else self.nets
-        self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=cfg.learning_rate)
+        self.optimizer = torch.optim.Adam(self.nets.parameters(), lr=cfg.learning_rate, fused=True)
         self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, cfg.scheduler_step_size, 0.1)
         amp_ok = self.device.type == "cuda" and cfg.amp != "none"
         if cfg.amp != "none" and not amp_ok:

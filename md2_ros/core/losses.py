@@ -21,6 +21,18 @@ def _check_image_pair(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(f"images must be at least 2×2 for the reflection-padded SSIM, got {tuple(x.shape)}")
 
 
+def box3(x: torch.Tensor) -> torch.Tensor:
+    """3×3 mean, stride 1, no padding (= ``F.avg_pool2d(x, 3, 1)``): B×C×H×W -> B×C×(H−2)×(W−2).
+
+    On CPU as two separable 3-tap sums of shifted slices: 4× faster forward and 5× faster forward+backward
+    than ``avg_pool2d`` there (torch 2.13, measured in docs/learning.md round 10), where SSIM's pooling was
+    a fifth of a training step. CUDA keeps the pooling kernel (one launch instead of four)."""
+    if x.device.type != "cpu":
+        return F.avg_pool2d(x, 3, 1)
+    rows = x[..., :, :-2] + x[..., :, 1:-1] + x[..., :, 2:]
+    return (rows[..., :-2, :] + rows[..., 1:-1, :] + rows[..., 2:, :]) / 9
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """SSIM dissimilarity (1 − SSIM)/2 ∈ [0, 1], B×C×H×W -> B×C×H×W.
 
@@ -29,11 +41,11 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     _check_image_pair(x, y)
     x = F.pad(x, (1, 1, 1, 1), mode="reflect")
     y = F.pad(y, (1, 1, 1, 1), mode="reflect")
-    mu_x = F.avg_pool2d(x, 3, 1)
-    mu_y = F.avg_pool2d(y, 3, 1)
-    sigma_x = F.avg_pool2d(x * x, 3, 1) - mu_x ** 2
-    sigma_y = F.avg_pool2d(y * y, 3, 1) - mu_y ** 2
-    sigma_xy = F.avg_pool2d(x * y, 3, 1) - mu_x * mu_y
+    mu_x = box3(x)
+    mu_y = box3(y)
+    sigma_x = box3(x * x) - mu_x ** 2
+    sigma_y = box3(y * y) - mu_y ** 2
+    sigma_xy = box3(x * y) - mu_x * mu_y
     num = (2 * mu_x * mu_y + C1) * (2 * sigma_xy + C2)
     den = (mu_x ** 2 + mu_y ** 2 + C1) * (sigma_x + sigma_y + C2)
     return torch.clamp((1 - num / den) / 2, 0, 1)

@@ -21,6 +21,18 @@ def test_identical_images_zero_error():
     assert L.photometric_error(x, x).shape == (1, 1, 32, 48)
 
 
+def test_box3_is_the_3x3_average_pool_with_its_gradient():
+    """SSIM's separable 3×3 mean (the CPU path) equals avg_pool2d in value and gradient, any memory layout."""
+    x = torch.rand(2, 3, 7, 9, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(L.box3(x), torch.nn.functional.avg_pool2d(x, 3, 1))
+    torch.testing.assert_close(L.box3(x.contiguous(memory_format=torch.channels_last)),
+                               torch.nn.functional.avg_pool2d(x, 3, 1))
+    w = torch.rand(2, 3, 5, 7, dtype=torch.float64)
+    g_box, = torch.autograd.grad((L.box3(x) * w).sum(), x)
+    g_pool, = torch.autograd.grad((torch.nn.functional.avg_pool2d(x, 3, 1) * w).sum(), x)
+    torch.testing.assert_close(g_box, g_pool)
+
+
 def test_ssim_range_and_pure_l1_variant():
     x, y = _texture(seed=1), _texture(seed=2)
     s = L.ssim(x, y)
