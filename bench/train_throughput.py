@@ -3,6 +3,7 @@
     python bench/train_throughput.py                                   # CPU here; on CUDA every AMP x layout
     python bench/train_throughput.py --device cuda --amp bf16 --channels-last on --steps 50 --warmup 10
     python bench/train_throughput.py --data ../shared/data/kitti_mini --workers 4   # + a DataLoader row
+    python bench/train_throughput.py --height 96 --width 320 --batch-size 4 --baseline   # same-run ratio to the pre-round-10 step
 
 Each row times ``Trainer.step`` (forward, loss, backward, Adam) on an in-memory batch of random frames
 built with the datasets' own ``build_sample`` (every colour/scale/K key the trainer reads), so data
@@ -12,6 +13,7 @@ loading is not measured. With ``--data`` (a KITTI root or drive) two more rows: 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -20,6 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from md2_ros.core import losses  # noqa: E402
 
 from train.config import load_config  # noqa: E402
 from train.datasets.base import build_sample  # noqa: E402
@@ -65,6 +70,30 @@ def time_steps(trainer: Trainer, batches, steps: int, warmup: int) -> dict:
     mem = torch.cuda.max_memory_allocated(trainer.device) / 2**30 if trainer.device.type == "cuda" else float("nan")
     return {"s_per_step": dt, "samples_per_s": trainer.cfg.batch_size / dt, "peak_gib": mem,
             "skipped": trainer.skipped_nonfinite}
+
+
+@contextlib.contextmanager
+def baseline_ops(trainer: Trainer):
+    """The step as it was before round 10 (docs/learning.md): SSIM's 3x3 mean by ``avg_pool2d`` and Adam's
+    per-parameter loop, so ``--baseline`` measures the speed-up in the same run, on the same machine."""
+    fast_box, fast_opt = losses.box3, trainer.optimizer
+    losses.box3 = lambda x: F.avg_pool2d(x, 3, 1)
+    trainer.optimizer = torch.optim.Adam(trainer.nets.parameters(), lr=trainer.cfg.learning_rate, foreach=False)
+    try:
+        yield
+    finally:
+        losses.box3, trainer.optimizer = fast_box, fast_opt
+
+
+def time_with_baseline(trainer: Trainer, batch, args) -> tuple[dict, dict]:
+    """(baseline, current) timings, alternated ``args.rounds`` times; each the round with the median s/step."""
+    runs = {"baseline": [], "current": []}
+    for _ in range(args.rounds):
+        with baseline_ops(trainer):
+            runs["baseline"].append(time_steps(trainer, _forever(batch), args.steps, args.warmup))
+        runs["current"].append(time_steps(trainer, _forever(batch), args.steps, args.warmup))
+    median = [sorted(r, key=lambda x: x["s_per_step"])[len(r) // 2] for r in runs.values()]
+    return median[0], median[1]
 
 
 def _forever(batch):
@@ -123,6 +152,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--data", default="", help="KITTI root or drive: also time the DataLoader (kitti_mini is fine)")
     ap.add_argument("--workers", type=int, default=4, help="DataLoader workers for --data")
+    ap.add_argument("--baseline", action="store_true",
+                    help="also time the step before round 10 (avg_pool2d SSIM, unfused Adam), alternated in one run")
+    ap.add_argument("--rounds", type=int, default=3, help="--baseline: alternations (median reported)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,7 +179,12 @@ def main(argv=None) -> int:
             torch.manual_seed(0)
             trainer = Trainer(_cfg(args, amp, cl), None, device=device)
             label = f"amp={amp:<4} channels_last={'on' if cl else 'off'}"
-            rows.append((label, time_steps(trainer, _forever(batch), args.steps, args.warmup)))
+            if args.baseline:
+                base, cur = time_with_baseline(trainer, batch, args)
+                rows.append((label + " baseline", base))
+                rows.append((label + f" ({base['s_per_step'] / cur['s_per_step']:.2f}x)", cur))
+            else:
+                rows.append((label, time_steps(trainer, _forever(batch), args.steps, args.warmup)))
             print(f"  measured {label}", file=sys.stderr, flush=True)
             del trainer
             if cuda:
