@@ -47,7 +47,7 @@ def make_bag(drive: Path, out: Path) -> Path:
 # training settings on top of the paper's defaults (docs/learning.md): on synthetic scenes those of
 # bench/learning.py's synthetic profiles; on the KITTI sample plain Adam 2e-4 plus the ground bound (a car's
 # level camera: nothing below the horizon is farther than the road there), which pulls in the vehicles that
-# move with the camera (the demo: 0.305 against 0.353 without) and gives the model a road plane the node's
+# move with the camera (round 7's demo: 0.305 against 0.353 without, one seed each) and gives the model a road plane the node's
 # camera-height scale can fit
 RECIPES = {"synthetic": tuple(BENCH_RECIPES["synthetic"]), "kitti": ("learning_rate=2e-4", "lr_decay_at=0.75",
                                                                 "ground_bound_weight=1.0")}
